@@ -1,0 +1,22 @@
+# The OPD study ("Rethinking On-Policy Distillation of Large Language Models") as a DAG.
+# The default config is the toy world; `--configfile config/<other>.yaml` runs another study.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        "results/tables/base_eval.md",
+        "results/summary.json",
+    default_target: True

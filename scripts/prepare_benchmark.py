@@ -1,0 +1,35 @@
+#!/usr/bin/env python
+"""Write a benchmark as JSONL ({"id", "problem", "answer"}) from a toy generator, a local
+JSONL file or a hub dataset, as its config entry (JSON) says."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from opd.data import hub_problems, local_problems, toy_problems  # noqa: E402
+from opd.io import write_jsonl  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--spec", required=True, help="the benchmark's config entry as JSON")
+    ap.add_argument("--out", required=True, help="output JSONL")
+    args = ap.parse_args()
+    spec = json.loads(args.spec)
+    keys = dict(problem_key=spec["problem_key"], answer_key=spec["answer_key"], id_key=spec["id_key"])
+    if "toy" in spec:
+        toy = spec["toy"]
+        rows = toy_problems(toy["seed"], toy["count"], toy["min_digits"], toy["max_digits"], args.name)
+    elif "path" in spec:
+        rows = local_problems(spec["path"], **keys)
+    else:
+        rows = hub_problems(spec["hub"], spec["split"], revision=spec["revision"], **keys)
+    write_jsonl(args.out, rows)
+    print(f"wrote {args.out}: {len(rows)} problems")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tables, figures and the machine-readable summary of the study."""

@@ -1,0 +1,131 @@
+"""Grade model answers against gold answers with math-verify, under a hard time limit.
+
+math-verify's own timeouts use ``SIGALRM``, which cannot interrupt a long computation
+inside C code (``\\boxed{9^{9^{9^{9}}}}`` makes sympy build a huge integer). So answers
+that are not an exact string match are checked in a worker process that is killed and
+restarted when it overruns: one bad answer costs at most ``timeout_s`` and is marked
+``timeout``, and grading goes on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass
+
+
+STARTUP_TIMEOUT_S = 120.0
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (braces balanced), or None."""
+    start = text.rfind("\\boxed{")
+    while start != -1:
+        i, depth = start + len("\\boxed{"), 1
+        while i < len(text):
+            c = text[i]
+            depth += (c == "{") - (c == "}")
+            if depth == 0:
+                return text[start + len("\\boxed{"): i].strip()
+            i += 1
+        start = text.rfind("\\boxed{", 0, start)  # unbalanced: try an earlier one
+    return None
+
+
+def _normalise(answer: str) -> str:
+    return "".join(answer.split()).rstrip(".").replace("\\!", "")
+
+
+@dataclass(frozen=True)
+class Grade:
+    correct: bool
+    status: str  # ok | no_answer | too_long | timeout | error
+    answer: str | None
+
+
+def _worker(conn, math_timeout: int) -> None:
+    from math_verify import parse, verify
+
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        gold, answer = msg
+        try:
+            g = parse(f"\\boxed{{{gold}}}", parsing_timeout=math_timeout)
+            p = parse(f"\\boxed{{{answer}}}", parsing_timeout=math_timeout)
+            conn.send(("ok", bool(g and p and verify(g, p, timeout_seconds=math_timeout))))
+        except Exception as e:  # math-verify raises on some inputs; a grade must come back
+            conn.send(("error", repr(e)[:200]))
+
+
+class Grader:
+    """Use as a context manager; ``grade(response, gold)`` returns a :class:`Grade`."""
+
+    def __init__(self, timeout_s: float = 5.0, max_answer_chars: int = 1000):
+        self.timeout_s = timeout_s
+        self.max_answer_chars = max_answer_chars
+        self._ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
+        self._proc = None
+        self._conn = None
+
+    def __enter__(self) -> "Grader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        math_timeout = max(1, int(self.timeout_s))
+        self._proc = self._ctx.Process(target=_worker, args=(child, math_timeout), daemon=True)
+        self._proc.start()
+        self._conn = parent
+        # imports are not charged to the first answer's time limit
+        try:
+            ready = parent.poll(STARTUP_TIMEOUT_S) and parent.recv() == "ready"
+        except EOFError:
+            ready = False
+        if not ready:
+            self._kill()
+            raise RuntimeError("the grading worker did not start")
+
+    def close(self) -> None:
+        if self._proc is not None:
+            try:
+                self._conn.send(None)
+                self._proc.join(timeout=2)
+            except (BrokenPipeError, OSError):
+                pass
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join()
+            self._proc = None
+
+    def _kill(self) -> None:
+        self._proc.kill()
+        self._proc.join()
+        self._proc = None
+
+    def grade(self, response: str, gold: str) -> Grade:
+        answer = extract_boxed(response)
+        if answer is None:
+            return Grade(False, "no_answer", None)
+        if len(answer) > self.max_answer_chars:
+            return Grade(False, "too_long", answer[:100])
+        if _normalise(answer) == _normalise(gold):
+            return Grade(True, "ok", answer)
+        if self._proc is None or not self._proc.is_alive():
+            self._start()
+        self._conn.send((gold, answer))
+        if not self._conn.poll(self.timeout_s):
+            self._kill()
+            return Grade(False, "timeout", answer[:100])
+        try:
+            status, value = self._conn.recv()
+        except EOFError:  # the worker died (e.g. out of memory): restart it next time
+            self._kill()
+            return Grade(False, "error", answer[:100])
+        if status == "error":
+            return Grade(False, "error", answer[:100])
+        return Grade(value, "ok", answer[:100])

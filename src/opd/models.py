@@ -1,0 +1,66 @@
+"""Load and save Hugging Face causal LMs and tokenizers; build tiny Qwen3 models.
+
+Models come from a hub id or a local directory through the same ``from_pretrained`` path,
+with remote code off unless the model entry turns it on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Qwen3Config
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def toy_config(tokenizer: PreTrainedTokenizerBase, layers: int, hidden: int, heads: int,
+               max_positions: int = 512) -> Qwen3Config:
+    """A Qwen3 config (the class of the paper's students) shrunk to toy size."""
+    if hidden % heads:
+        raise ValueError(f"hidden size {hidden} is not divisible by {heads} heads")
+    return Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=hidden // heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def load_tokenizer(source: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # generation appends on the right
+    return tok
+
+
+def load_model(source: str | Path, dtype: str = "float32", device: str = "cpu",
+               trust_remote_code: bool = False):
+    """A causal LM from a hub id or a local directory, in eval mode."""
+    if not Path(str(source)).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise FileNotFoundError(f"model {source!r} is not a local directory and the hub is offline")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(source), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
+    )
+    return model.to(device).eval()
+
+
+def save_model(model, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:
+    """Safetensors weights, config and tokenizer: a directory any HF tool can load."""
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+
+
+def same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
+    """Same vocabulary and special tokens (``vocab_size`` alone differs by padding)."""
+    return a.get_vocab() == b.get_vocab() and a.all_special_tokens == b.all_special_tokens

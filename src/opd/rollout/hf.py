@@ -1,0 +1,91 @@
+"""Rollouts with ``transformers``' ``generate`` (batched, KV cache)."""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from . import Rollout, SamplingParams
+
+
+class HFBackend:
+    def __init__(self, model, tokenizer, batch_size: int = 64, progress: bool = True):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.progress = progress
+        self.stop_ids = {tokenizer.eos_token_id}
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams,
+                 logprobs: bool = False) -> list[Rollout]:
+        """``sampling.n`` responses to each prompt (token ids), prompt-major order."""
+        torch.manual_seed(sampling.seed)
+        jobs = [(i, j) for i in range(len(prompts)) for j in range(sampling.n)]
+        # similar prompt lengths share a batch, so little padding is computed
+        jobs.sort(key=lambda ij: len(prompts[ij[0]]))
+        out: list[Rollout] = []
+        bar = tqdm(total=len(jobs), desc="rollouts", unit="seq", disable=not self.progress)
+        for start in range(0, len(jobs), self.batch_size):
+            chunk = jobs[start:start + self.batch_size]
+            out.extend(self._generate_batch(prompts, chunk, sampling, logprobs))
+            bar.update(len(chunk))
+        bar.close()
+        out.sort(key=lambda r: (r.prompt_index, r.sample_index))
+        return out
+
+    def _generate_batch(self, prompts, chunk, sampling, logprobs):
+        pad = self.tokenizer.pad_token_id
+        width = max(len(prompts[i]) for i, _ in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, (i, _) in enumerate(chunk):  # left padding: responses start in one column
+            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+            mask[row, width - len(prompts[i]):] = 1
+        device = self.model.device
+        greedy = sampling.temperature == 0
+        seqs = self.model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            do_sample=not greedy,
+            temperature=None if greedy else sampling.temperature,
+            top_p=None if greedy else sampling.top_p,
+            top_k=None,
+            max_new_tokens=sampling.max_new_tokens,
+            eos_token_id=list(self.stop_ids),
+            pad_token_id=pad,
+        ).cpu()
+        rollouts = []
+        for row, (i, j) in enumerate(chunk):
+            tokens = seqs[row, width:].tolist()
+            stop = next((k for k, t in enumerate(tokens) if t in self.stop_ids), None)
+            if stop is None:
+                rollouts.append(Rollout(i, j, tokens, "length"))
+            else:
+                rollouts.append(Rollout(i, j, tokens[: stop + 1], "stop"))
+        if logprobs:
+            scores = response_logprobs(self.model, [prompts[r.prompt_index] for r in rollouts],
+                                       [r.token_ids for r in rollouts], pad)
+            for r, lp in zip(rollouts, scores):
+                r.logprobs = lp
+        return rollouts
+
+
+@torch.no_grad()
+def response_logprobs(model, prompts: list[list[int]], responses: list[list[int]],
+                      pad_id: int) -> list[list[float]]:
+    """log p(response token | prefix) for each response token, by one teacher-forced pass."""
+    seqs = [p + r for p, r in zip(prompts, responses)]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, s in enumerate(seqs):  # right padding keeps positions simple
+        ids[row, : len(s)] = torch.tensor(s)
+        mask[row, : len(s)] = 1
+    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+    out = []
+    for row, (p, r) in enumerate(zip(prompts, responses)):
+        lg = logits[row, len(p) - 1: len(p) + len(r) - 1].float()
+        tok = torch.tensor(r, device=lg.device)
+        out.append((lg.log_softmax(-1).gather(-1, tok[:, None])[:, 0]).tolist())
+    return out

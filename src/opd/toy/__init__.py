@@ -1,0 +1,1 @@
+"""The toy world: a synthetic math task small enough to run the whole study on a CPU."""

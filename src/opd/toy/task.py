@@ -1,0 +1,92 @@
+"""Multi-digit addition with step-by-step solutions ending in ``\\boxed{answer}``.
+
+Two solution formats stand in for the paper's "thinking patterns":
+
+* ``cot``: column addition from the units up, one line per column, ``a+b+carry=sum``.
+* ``cot_alt``: the same columns written result-first (``sum=carry+b+a``) on one line.
+
+Both are correct and equally hard; a model trained on one has never seen the other, so a
+teacher of the other format disagrees with the student at the student's own states.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+FORMATS = ("cot", "cot_alt")
+
+
+@dataclass(frozen=True)
+class Problem:
+    a: int
+    b: int
+
+    @property
+    def question(self) -> str:
+        return f"{self.a}+{self.b}"
+
+    @property
+    def answer(self) -> str:
+        return str(self.a + self.b)
+
+    @property
+    def digits(self) -> int:
+        """Difficulty: the number of digits of the longer operand."""
+        return max(len(str(self.a)), len(str(self.b)))
+
+
+def columns(a: int, b: int) -> list[tuple[int | None, int | None, int, int]]:
+    """Per column from the units up: (digit of a, digit of b, carry in, column sum)."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    out, carry = [], 0
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else None
+        y = int(db[i]) if i < len(db) else None
+        s = (x or 0) + (y or 0) + carry
+        out.append((x, y, carry, s))
+        carry = s // 10
+    return out
+
+
+def solution(problem: Problem, fmt: str = "cot") -> str:
+    """The worked solution of ``problem`` in format ``fmt``."""
+    steps = []
+    for x, y, carry, s in columns(problem.a, problem.b):
+        terms = [str(t) for t in (x, y) if t is not None] + ([str(carry)] if carry else [])
+        if fmt == "cot":
+            steps.append("+".join(terms) + f"={s}")
+        elif fmt == "cot_alt":
+            steps.append(f"{s}=" + "+".join(reversed(terms)))
+        else:
+            raise ValueError(f"unknown solution format {fmt!r}; expected one of {FORMATS}")
+    sep = "\n" if fmt == "cot" else ";"
+    return sep.join(steps) + sep + f"\\boxed{{{problem.answer}}}"
+
+
+def sample_problem(rng: random.Random, min_digits: int, max_digits: int) -> Problem:
+    """A problem whose longer operand has a uniformly drawn number of digits."""
+    if not 1 <= min_digits <= max_digits:
+        raise ValueError(f"need 1 <= min_digits <= max_digits, got {min_digits}, {max_digits}")
+    n = rng.randint(min_digits, max_digits)
+    a = rng.randint(10 ** (n - 1) if n > 1 else 0, 10**n - 1)
+    m = rng.randint(1, n)
+    b = rng.randint(10 ** (m - 1) if m > 1 else 0, 10**m - 1)
+    return Problem(a, b) if rng.random() < 0.5 else Problem(b, a)
+
+
+def sample_problems(
+    seed: int, count: int, min_digits: int, max_digits: int, exclude: set[str] = frozenset()
+) -> list[Problem]:
+    """``count`` distinct problems, none of whose questions is in ``exclude``."""
+    space = (10**max_digits) ** 2  # a loose upper bound on distinct questions
+    if count > space // 2:
+        raise ValueError(f"{count} problems of {min_digits}-{max_digits} digits would repeat")
+    rng = random.Random(seed)
+    seen, out = set(exclude), []
+    while len(out) < count:
+        p = sample_problem(rng, min_digits, max_digits)
+        if p.question not in seen:
+            seen.add(p.question)
+            out.append(p)
+    return out

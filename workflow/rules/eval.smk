@@ -1,0 +1,37 @@
+rule eval_model:
+    """avg@n, pass@k, lengths and truncation of one model on one benchmark."""
+    input:
+        model=model_inputs,
+        benchmark="results/data/benchmarks/{benchmark}.jsonl",
+    output:
+        metrics="results/eval/{model}/{benchmark}.json",
+        samples="results/eval/{model}/{benchmark}.samples.jsonl",
+    params:
+        model=lambda wc: model_source(wc.model),
+        sampling=lambda wc: as_json(sampling_for(config, wc.benchmark)),
+        template=lambda wc: template_for(config, wc.benchmark),
+        model_flags=lambda wc: " ".join(
+            flag
+            for flag, on in (
+                ("--no-chat", not config["models"][wc.model]["chat_template"]),
+                ("--trust-remote-code", config["models"][wc.model]["trust_remote_code"]),
+            )
+            if on
+        ),
+        dtype=lambda wc: config["models"][wc.model]["dtype"],
+        backend=config["eval"]["backend"],
+        batch_size=config["eval"]["batch_size"],
+        grading=as_json(config["eval"]["grading"]),
+    log:
+        "logs/eval_model/{model}/{benchmark}.log",
+    threads: rule_threads("eval_model")
+    resources:
+        **rule_resources("eval_model"),
+    conda:
+        "../../envs/rollout.yaml"
+    shell:
+        "python {SCRIPTS}/eval_model.py --model {params.model:q} --benchmark {input.benchmark} "
+        "--sampling {params.sampling:q} --template {params.template:q} {params.model_flags} "
+        "--dtype {params.dtype} --backend {params.backend} --batch-size {params.batch_size} "
+        "--grading {params.grading:q} --threads {threads} "
+        "--out {output.metrics} --samples {output.samples} > {log} 2>&1"
