@@ -1,11 +1,17 @@
 # The OPD study ("Rethinking On-Policy Distillation of Large Language Models") as a DAG.
 # The default config is the toy world; `--configfile config/<other>.yaml` runs another study.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The toy world is the default; a study given with --configfile replaces it (config files
+# are deep-merged, so loading both would leak toy models into another study).
+if not config:
+
+    configfile: Path(workflow.basedir) / "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

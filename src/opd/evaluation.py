@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import asdict
 
-from tqdm import tqdm
+from .progress import progress
 
 from .data import render_prompt
 from .grading import Grader
@@ -59,7 +59,7 @@ def evaluate(backend, tokenizer, problems: list[dict], sampling: SamplingParams,
     prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in prompts]
     rollouts = backend.generate(prompt_ids, sampling)
     samples = []
-    for r in tqdm(rollouts, desc="grading", unit="answer", disable=not getattr(backend, "progress", False)):
+    for r in progress(rollouts, desc="grading", unit="answer", disable=not getattr(backend, "progress", False)):
         problem = problems[r.prompt_index]
         text = tokenizer.decode(r.token_ids, skip_special_tokens=True)
         grade = grader.grade(text, problem["answer"])

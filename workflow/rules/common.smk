@@ -16,6 +16,12 @@ from opd.config import (  # noqa: E402
 )
 
 SCRIPTS = Path(workflow.basedir) / "scripts"
+
+
+def script_path(name):
+    """A script as a job input: editing it reruns the jobs it made."""
+    return str(SCRIPTS / name)
+
 RULES_WITH_RESOURCES = ("build_toy_tokenizer", "prepare_benchmark", "prepare_model", "eval_model")
 BUILTIN_RESOURCES = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "gpus": 0}
 
@@ -52,6 +58,12 @@ def model_inputs(wildcards):
     """A model's files as job inputs, so a changed model reruns what depends on it."""
     entry = config["models"][wildcards.model]
     return [model_source(wildcards.model)] if "hub" not in entry else []
+
+
+def benchmark_data_spec(name):
+    """The keys that decide a benchmark's problems (not how it is sampled or prompted)."""
+    entry = config["benchmarks"][name]
+    return {k: v for k, v in entry.items() if k not in ("sampling", "prompt_template")}
 
 
 def rule_threads(rule):

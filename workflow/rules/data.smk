@@ -1,4 +1,6 @@
 rule build_toy_tokenizer:
+    input:
+        script=script_path("build_toy_tokenizer.py"),
     output:
         directory("results/toy/tokenizer"),
     log:
@@ -9,14 +11,16 @@ rule build_toy_tokenizer:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/build_toy_tokenizer.py --out {output} > {log} 2>&1"
+        "python {input.script} --out {output} > {log} 2>&1"
 
 
 rule prepare_benchmark:
+    input:
+        script=script_path("prepare_benchmark.py"),
     output:
         "results/data/benchmarks/{benchmark}.jsonl",
     params:
-        spec=lambda wc: as_json(config["benchmarks"][wc.benchmark]),
+        spec=lambda wc: as_json(benchmark_data_spec(wc.benchmark)),
     log:
         "logs/prepare_benchmark/{benchmark}.log",
     threads: rule_threads("prepare_benchmark")
@@ -25,5 +29,5 @@ rule prepare_benchmark:
     conda:
         "../../envs/rollout.yaml"
     shell:
-        "python {SCRIPTS}/prepare_benchmark.py --name {wildcards.benchmark:q} --spec {params.spec:q} "
+        "python {input.script} --name {wildcards.benchmark:q} --spec {params.spec:q} "
         "--out {output} > {log} 2>&1"

@@ -3,6 +3,7 @@ rule eval_model:
     input:
         model=model_inputs,
         benchmark="results/data/benchmarks/{benchmark}.jsonl",
+        script=script_path("eval_model.py"),
     output:
         metrics="results/eval/{model}/{benchmark}.json",
         samples="results/eval/{model}/{benchmark}.samples.jsonl",
@@ -30,7 +31,7 @@ rule eval_model:
     conda:
         "../../envs/rollout.yaml"
     shell:
-        "python {SCRIPTS}/eval_model.py --model {params.model:q} --benchmark {input.benchmark} "
+        "python {input.script} --model {params.model:q} --benchmark {input.benchmark} "
         "--sampling {params.sampling:q} --template {params.template:q} {params.model_flags} "
         "--dtype {params.dtype} --backend {params.backend} --batch-size {params.batch_size} "
         "--grading {params.grading:q} --threads {threads} "

@@ -2,6 +2,7 @@ rule prepare_model:
     """Pretrain a toy model from its recipe (hub and local models are used in place)."""
     input:
         tokenizer="results/toy/tokenizer",
+        script=script_path("prepare_model.py"),
     output:
         directory("results/models/{model}"),
     wildcard_constraints:
@@ -16,5 +17,5 @@ rule prepare_model:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/prepare_model.py --tokenizer {input.tokenizer} --recipe {params.recipe:q} "
+        "python {input.script} --tokenizer {input.tokenizer} --recipe {params.recipe:q} "
         "--out {output} --threads {threads} > {log} 2>&1"

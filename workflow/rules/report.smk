@@ -4,7 +4,8 @@ BASE_EVAL = base_eval_pairs(config)
 rule base_eval_table:
     """Every base model on every benchmark, as a table and in results/summary.json."""
     input:
-        [f"results/eval/{m}/{b}.json" for m, b in BASE_EVAL],
+        evals=[f"results/eval/{m}/{b}.json" for m, b in BASE_EVAL],
+        script=script_path("make_tables.py"),
     output:
         table="results/tables/base_eval.md",
         summary="results/summary.json",
@@ -16,5 +17,5 @@ rule base_eval_table:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python {SCRIPTS}/make_tables.py {params.evals} --table {output.table} "
+        "python {input.script} {params.evals} --table {output.table} "
         "--summary {output.summary} > {log} 2>&1"

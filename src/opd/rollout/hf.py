@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from tqdm import tqdm
+from ..progress import progress
 
 from . import Rollout, SamplingParams
 
@@ -25,7 +25,7 @@ class HFBackend:
         # similar prompt lengths share a batch, so little padding is computed
         jobs.sort(key=lambda ij: len(prompts[ij[0]]))
         out: list[Rollout] = []
-        bar = tqdm(total=len(jobs), desc="rollouts", unit="seq", disable=not self.progress)
+        bar = progress(total=len(jobs), desc="rollouts", unit="seq", disable=not self.progress)
         for start in range(0, len(jobs), self.batch_size):
             chunk = jobs[start:start + self.batch_size]
             out.extend(self._generate_batch(prompts, chunk, sampling, logprobs))

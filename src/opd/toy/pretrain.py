@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from ..progress import progress
 from transformers import AutoModelForCausalLM
 
 from ..data import render_prompt
@@ -69,7 +69,7 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def pretrain(tokenizer, recipe: ToyRecipe, out_dir: str | Path, progress: bool = True) -> dict:
+def pretrain(tokenizer, recipe: ToyRecipe, out_dir: str | Path, show_progress: bool = True) -> dict:
     """Train a fresh model by ``recipe``, save it to ``out_dir``; returns a summary."""
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
@@ -83,7 +83,7 @@ def pretrain(tokenizer, recipe: ToyRecipe, out_dir: str | Path, progress: bool =
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(out_dir / "train_log.jsonl", "w") as log:
-        for step in tqdm(range(recipe.steps), desc="pretrain", disable=not progress):
+        for step in progress(range(recipe.steps), desc="pretrain", disable=not show_progress):
             ids, mask, labels = make_batch(tokenizer, recipe, rng)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()

@@ -1,0 +1,71 @@
+import time
+
+import pytest
+
+from opd.grading import Grader, extract_boxed
+
+
+@pytest.fixture(scope="module")
+def grader():
+    with Grader(timeout_s=2, max_answer_chars=1000) as g:
+        yield g
+
+
+def test_extract_boxed_takes_the_last_balanced_box():
+    assert extract_boxed("a \\boxed{1} then \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
+    assert extract_boxed("no answer") is None
+    assert extract_boxed("\\boxed{12") is None
+    assert extract_boxed("\\boxed{7} and an open \\boxed{12") == "7"
+    assert extract_boxed("\\boxed{ 42 }") == "42"
+
+
+@pytest.mark.parametrize("response, gold", [
+    ("so \\boxed{432}", "432"),
+    ("\\boxed{\\frac{1}{2}}", "0.5"),
+    ("\\boxed{\\frac12}", "\\frac{1}{2}"),
+    ("\\boxed{x^2+2x}", "2x+x^2"),
+    ("\\boxed{\\{1,2\\}}", "\\{2,1\\}"),
+    ("\\boxed{ 1 000 }", "1000"),
+])
+def test_equivalent_answers_match(grader, response, gold):
+    g = grader.grade(response, gold)
+    assert g.correct and g.status == "ok"
+
+
+@pytest.mark.parametrize("response, gold", [
+    ("\\boxed{433}", "432"),
+    ("\\boxed{43}", "432"),
+    ("\\boxed{-432}", "432"),
+    ("\\boxed{0.51}", "\\frac{1}{2}"),
+    ("\\boxed{x^2}", "x^3"),
+    ("\\boxed{}", "1"),
+    ("432", "432"),  # an answer outside \boxed{} does not count
+])
+def test_wrong_answers_do_not_match(grader, response, gold):
+    assert not grader.grade(response, gold).correct
+
+
+def test_power_tower_is_cut_at_the_time_limit_and_grading_goes_on(grader):
+    start = time.perf_counter()
+    g = grader.grade("\\boxed{9^{9^{9^{9}}}}", "3")
+    assert not g.correct and g.status in {"timeout", "ok", "error"}
+    assert time.perf_counter() - start < 2 + 3
+    assert grader.grade("\\boxed{\\frac{2}{4}}", "1/2").correct  # a fresh worker took over
+
+
+def test_megabyte_answer_is_graded_within_the_time_limit():
+    huge = "\\boxed{" + "9" * 1_000_000 + "}"
+    with Grader(timeout_s=2) as g:  # rejected by length before any parsing
+        start = time.perf_counter()
+        assert g.grade(huge, "9").status == "too_long"
+        assert time.perf_counter() - start < 2
+    with Grader(timeout_s=2, max_answer_chars=10**7) as g:  # parsed: the hard limit applies
+        start = time.perf_counter()
+        assert not g.grade(huge, "9").correct
+        assert time.perf_counter() - start < 2 + 3
+        assert g.grade("\\boxed{9}", "9").correct
+
+
+def test_missing_answer(grader):
+    g = grader.grade("I think it is 4", "4")
+    assert (g.correct, g.status) == (False, "no_answer")

@@ -1,0 +1,58 @@
+import pytest
+
+from opd.data import read_problems
+from opd.io import DataError, atomic_dir, atomic_open, read_jsonl, write_jsonl
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as f:
+            f.write("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_failed_directory_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "model") as d:
+            (d / "weights").write_text("partial")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_dir(tmp_path / "model") as d:
+        (d / "weights").write_text("done")
+    assert (tmp_path / "model" / "weights").read_text() == "done"
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    path.write_text('{"id": "a", "problem": "1+1", "answer": "2"}\n\n{"id": "b", "problem": 3\n')
+    with pytest.raises(DataError, match=r"bench\.jsonl:3: invalid JSON"):
+        read_jsonl(path)
+    path.write_text('{"id": "a", "problem": "1+1", "answer": "2"}\n["x"]\n')
+    with pytest.raises(DataError, match=r"bench\.jsonl:2: expected a JSON object"):
+        read_jsonl(path)
+    path.write_text('{"id": "a", "problem": "1+1"}\n')
+    with pytest.raises(DataError, match=r"bench\.jsonl:1: missing key\(s\) answer"):
+        read_problems(path)
+    write_jsonl(path, [{"id": "a", "problem": "p", "answer": "1"}, {"id": "a", "problem": "q", "answer": "2"}])
+    with pytest.raises(DataError, match=r"bench\.jsonl:2: duplicate id 'a'"):
+        read_problems(path)
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "f.txt") as f:
+            f.write("x")
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

@@ -1,0 +1,32 @@
+import json
+
+import pytest
+import torch
+
+from opd.models import load_model, load_tokenizer, toy_config
+
+
+def test_saved_model_is_safetensors_and_loads_from_a_local_path(tiny_model_dir, tokenizer):
+    assert (tiny_model_dir / "model.safetensors").exists()
+    assert not list(tiny_model_dir.glob("*.bin"))
+    cfg = json.loads((tiny_model_dir / "config.json").read_text())
+    assert cfg["model_type"] == "qwen3" and cfg["vocab_size"] == len(tokenizer)
+    model = load_model(tiny_model_dir)
+    assert not model.training
+    assert load_tokenizer(tiny_model_dir).get_vocab() == tokenizer.get_vocab()
+
+
+def test_bfloat16_loading(tiny_model_dir):
+    model = load_model(tiny_model_dir, dtype="bfloat16")
+    assert next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_missing_model_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="not a local directory"):
+        load_model(tmp_path / "nope")
+
+
+def test_toy_config_rejects_bad_heads(tokenizer):
+    with pytest.raises(ValueError, match="not divisible"):
+        toy_config(tokenizer, layers=1, hidden=30, heads=4)

@@ -1,0 +1,59 @@
+import random
+import re
+
+import pytest
+
+from opd.toy.task import FORMATS, Problem, columns, sample_problem, sample_problems, solution
+
+
+def test_columns_reconstruct_the_sum():
+    rng = random.Random(0)
+    for _ in range(500):
+        p = sample_problem(rng, 1, 6)
+        cols = columns(p.a, p.b)
+        digits = [s % 10 for *_, s in cols]
+        carry = cols[-1][3] // 10
+        value = sum(d * 10**i for i, d in enumerate(digits)) + carry * 10 ** len(digits)
+        assert value == p.a + p.b
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_step_of_a_solution_is_true_arithmetic(fmt):
+    rng = random.Random(1)
+    for _ in range(300):
+        p = sample_problem(rng, 1, 5)
+        text = solution(p, fmt)
+        assert text.endswith(f"\\boxed{{{p.a + p.b}}}")
+        steps = re.split(r"[\n;]", text)[:-1]
+        assert len(steps) == p.digits
+        for step in steps:
+            left, right = step.split("=")
+            terms, total = (left, right) if fmt == "cot" else (right, left)
+            assert sum(int(t) for t in terms.split("+")) == int(total)
+
+
+def test_formats_differ_from_the_first_token():
+    p = Problem(347, 85)
+    assert solution(p, "cot") == "7+5=12\n4+8+1=13\n3+1=4\n\\boxed{432}"
+    assert solution(p, "cot_alt") == "12=5+7;13=1+8+4;4=1+3;\\boxed{432}"
+    with pytest.raises(ValueError, match="unknown solution format"):
+        solution(p, "nope")
+
+
+def test_sampled_problems_are_distinct_seeded_and_in_range():
+    a = sample_problems(7, 200, 2, 4)
+    assert a == sample_problems(7, 200, 2, 4)
+    assert a != sample_problems(8, 200, 2, 4)
+    assert len({p.question for p in a}) == 200
+    assert all(2 <= p.digits <= 4 for p in a)
+    assert {p.digits for p in a} == {2, 3, 4}
+
+
+def test_exclusion_and_impossible_requests():
+    first = sample_problems(0, 30, 1, 2)
+    rest = sample_problems(0, 30, 1, 2, exclude={p.question for p in first})
+    assert not {p.question for p in first} & {p.question for p in rest}
+    with pytest.raises(ValueError, match="would repeat"):
+        sample_problems(0, 60, 1, 1)
+    with pytest.raises(ValueError):
+        sample_problem(random.Random(0), 3, 2)

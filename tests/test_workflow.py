@@ -1,0 +1,97 @@
+"""The whole DAG, really run by Snakemake on a tiny toy world in a temporary directory."""
+
+import json
+
+import pytest
+
+from workflow_utils import ROOT, job_counts, snakemake, tiny_config, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A completed run of the tiny toy world: (workdir, config)."""
+    workdir = tmp_path_factory.mktemp("study")
+    config = tiny_config()
+    cfg = write_config(workdir / "config.yaml", config)
+    run = snakemake(workdir, "--configfile", str(cfg), "--cores", "2")
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir, config
+
+
+def test_run_writes_table_summary_and_per_sample_records(study):
+    workdir, config = study
+    table = (workdir / "results/tables/base_eval.md").read_text()
+    assert "| student |" in table and "| teacher |" in table and "easy" in table and "hard" in table
+    summary = json.loads((workdir / "results/summary.json").read_text())
+    assert set(summary["models"]) == {"student", "teacher"}
+    acc = summary["models"]["student"]["benchmarks"]["easy"]["accuracy"]
+    assert 0.0 <= acc <= 1.0
+    metrics = json.loads((workdir / "results/eval/teacher/hard.json").read_text())
+    for key in ("avg@2", "pass@1", "pass@2", "mean_response_tokens", "truncation_rate", "seconds",
+                "samples_per_second"):
+        assert key in metrics
+    samples = (workdir / "results/eval/teacher/hard.samples.jsonl").read_text().splitlines()
+    assert len(samples) == 4 * 2
+    assert (workdir / "results/models/student/model.safetensors").exists()
+    assert (workdir / "results/toy/tokenizer/tokenizer.json").exists()
+
+
+def test_second_invocation_has_nothing_to_do(study):
+    workdir, _ = study
+    run = snakemake(workdir, "--configfile", str(workdir / "config.yaml"), "-n")
+    assert run.returncode == 0
+    assert "Nothing to be done" in run.stdout + run.stderr
+
+
+def test_editing_one_benchmarks_sampling_reruns_only_its_evaluations(study, tmp_path):
+    workdir, config = study
+    config = json.loads(json.dumps(config))
+    config["benchmarks"]["hard"]["sampling"] = {"temperature": 0.5}
+    edited = write_config(tmp_path / "edited.yaml", config)
+    run = snakemake(workdir, "--configfile", str(edited), "-n")
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = job_counts(run.stdout + run.stderr)
+    assert counts == {"eval_model": 2, "base_eval_table": 1, "all": 1}, counts
+    log = run.stdout + run.stderr
+    assert "output: results/eval/student/hard.json" in log
+    assert "output: results/eval/student/easy.json" not in log
+
+
+def test_invalid_config_fails_before_any_job(tmp_path):
+    config = tiny_config()
+    config["models"]["student"]["toy"]["stepz"] = 3
+    cfg = write_config(tmp_path / "bad.yaml", config)
+    run = snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1")
+    assert run.returncode != 0
+    assert "invalid config: unknown key config.models.student.toy.stepz" in run.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_local_model_path_is_loaded_in_place(tmp_path, tiny_model_dir):
+    config = tiny_config()
+    config["models"] = {"mirror": {"path": str(tiny_model_dir)}}
+    config["benchmarks"] = {"easy": config["benchmarks"]["easy"]}
+    cfg = write_config(tmp_path / "config.yaml", config)
+    run = snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((tmp_path / "results/eval/mirror/easy.json").read_text())
+    assert metrics["model"] == str(tiny_model_dir)
+    assert not (tmp_path / "results/models").exists()  # nothing copied or trained
+
+
+def test_missing_local_model_is_reported_before_running(tmp_path):
+    config = tiny_config()
+    config["models"] = {"gone": {"path": str(tmp_path / "no_such_model")}}
+    cfg = write_config(tmp_path / "config.yaml", config)
+    run = snakemake(tmp_path, "--configfile", str(cfg), "-n")
+    assert run.returncode != 0
+    assert "Missing input files" in run.stdout + run.stderr
+    assert "no_such_model" in run.stdout + run.stderr
+
+
+def test_lint_is_clean():
+    run = snakemake(ROOT, "--lint")
+    assert "Congratulations, your workflow is in a" in run.stdout + run.stderr, \
+        run.stdout[-3000:] + run.stderr[-3000:]

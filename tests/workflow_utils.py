@@ -1,0 +1,56 @@
+"""Run Snakemake on this repository's Snakefile from a test's own directory."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run as {rule: count}."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("Job stats"):
+            in_table, counts = True, {}
+            continue
+        if in_table:
+            m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+            if m and m.group(1) != "total":
+                counts[m.group(1)] = int(m.group(2))
+            elif line.strip().startswith("total"):
+                in_table = False
+    return counts
+
+
+def tiny_config() -> dict:
+    """The toy world shrunk until the whole DAG runs in well under a minute."""
+    model = {"layers": 1, "hidden": 32, "heads": 2, "steps": 15, "batch_size": 16}
+    return {
+        "models": {
+            "student": {"toy": {**model, "max_digits": 2, "seed": 1}},
+            "teacher": {"toy": {**model, "max_digits": 3, "seed": 2}},
+        },
+        "benchmarks": {
+            "easy": {"toy": {"min_digits": 1, "max_digits": 2, "count": 4, "seed": 11}},
+            "hard": {"toy": {"min_digits": 3, "max_digits": 3, "count": 4, "seed": 12}},
+        },
+        "eval": {"prompt_template": "{problem}", "batch_size": 16,
+                 "sampling": {"n": 2, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 24}},
+    }
