@@ -17,6 +17,7 @@ if not config:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
 
@@ -24,5 +25,6 @@ include: "workflow/rules/report.smk"
 rule all:
     input:
         "results/tables/base_eval.md",
+        "results/tables/experiments.md",
         "results/summary.json",
     default_target: True

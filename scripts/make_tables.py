@@ -1,29 +1,43 @@
 #!/usr/bin/env python
-"""Collect evaluation results into the base-evaluation table (markdown) and summary.json.
+"""Collect evaluations and training logs into the tables (markdown) and summary.json.
 
-Each --eval is MODEL:BENCHMARK:PATH to a metrics JSON written by eval_model.py."""
+--eval MODEL:BENCHMARK:PATH gives a metrics JSON of eval_model.py; --experiments is a JSON
+object {name: {student, teacher, section, benchmarks, log}} of the OPD experiments."""
 import argparse
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from opd.analysis.tables import base_eval_table, summary  # noqa: E402
-from opd.io import read_json, write_json, write_text  # noqa: E402
+from opd.analysis.tables import base_eval_table, experiment_summary, experiments_table, summary  # noqa: E402
+from opd.io import read_json, read_jsonl, write_json, write_text  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--eval", action="append", required=True, metavar="MODEL:BENCHMARK:PATH")
-    ap.add_argument("--table", required=True, help="output markdown table")
+    ap.add_argument("--base", action="append", default=[], metavar="MODEL:BENCHMARK",
+                    help="pairs of the base-evaluation table (default: every --eval)")
+    ap.add_argument("--experiments", default="{}", help="JSON, see above")
+    ap.add_argument("--table", required=True, help="output markdown: base evaluation")
+    ap.add_argument("--experiments-table", help="output markdown: OPD experiments")
     ap.add_argument("--summary", required=True, help="output summary JSON")
     args = ap.parse_args()
     results = {}
     for item in args.eval:
         model, benchmark, path = item.split(":", 2)
         results[(model, benchmark)] = read_json(path)
-    write_text(args.table, base_eval_table(results))
-    write_json(args.summary, summary(results))
+    base_pairs = [tuple(p.split(":", 1)) for p in args.base] or list(results)
+    base = {pair: results[pair] for pair in base_pairs}
+    out = summary(base)
+    experiments = {name: experiment_summary(name, spec, results, read_jsonl(spec["log"]))
+                   for name, spec in json.loads(args.experiments).items()}
+    out["experiments"] = experiments
+    write_text(args.table, base_eval_table(base))
+    if args.experiments_table:
+        write_text(args.experiments_table, experiments_table(experiments))
+    write_json(args.summary, out)
     print(Path(args.table).read_text())
 
 

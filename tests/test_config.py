@@ -1,4 +1,5 @@
 import copy
+import json
 
 import pytest
 import yaml
@@ -13,7 +14,8 @@ def schema(root):
 
 @pytest.fixture
 def toy(root):
-    return yaml.safe_load((root / "config/config.yaml").read_text())
+    """The toy config as a user edits it: each entry on its own (not shared by anchors)."""
+    return json.loads(json.dumps(yaml.safe_load((root / "config/config.yaml").read_text())))
 
 
 def test_default_config_validates_and_gets_defaults(toy, schema):
@@ -22,6 +24,33 @@ def test_default_config_validates_and_gets_defaults(toy, schema):
     assert cfg["models"]["student"]["toy"]["layers"] == 2
     assert cfg["eval"]["grading"]["timeout_s"] == 5
     assert len(base_eval_pairs(cfg)) == len(cfg["models"]) * len(cfg["benchmarks"])
+
+
+def test_entries_sharing_a_yaml_anchor_are_independent(root, schema):
+    cfg = validate_config(yaml.safe_load((root / "config/config.yaml").read_text()), schema)
+    cfg["experiments"]["opd_new_skill"]["objective"]["k"] = 3
+    assert cfg["experiments"]["opd_same_pipeline"]["objective"]["k"] == 16
+
+
+def test_anchor_holders_are_ignored_but_other_unknown_keys_are_not(toy, schema):
+    toy["_anchors"] = {"anything": 1}
+    validate_config(toy, schema)
+    toy["anchors"] = {}
+    with pytest.raises(ConfigError, match=r"^unknown key config.anchors \("):
+        validate_config(toy, schema)
+
+
+def test_experiment_defaults_are_the_papers(schema):
+    cfg = validate_config({"models": {"s": {"hub": "Qwen/Qwen3-1.7B-Base"}, "t": {"hub": "Qwen/Qwen3-4B"}},
+                           "benchmarks": {"b": {"path": "aime.jsonl"}},
+                           "prompt_sets": {"dapo": {"path": "dapo.jsonl"}},
+                           "experiments": {"e": {"student": "s", "teacher": "t", "prompts": "dapo"}}}, schema)
+    e = cfg["experiments"]["e"]
+    assert e["objective"] == {"kind": "topk", "k": 16, "topk_set": "student", "weights": "student_p", "clip": 0.2,
+                              "dual_clip": 3.0, "teacher_temperature": 1.0, "metrics_k": 16}
+    t = e["train"]
+    assert (t["n"], t["temperature"], t["top_p"], t["prompts_per_step"], t["max_new_tokens"], t["lr"],
+            t["grad_clip"], t["eval_every"]) == (4, 1.0, 1.0, 64, 7168, 1e-6, 1.0, 20)
 
 
 def test_paper_defaults_for_sampling(schema):
@@ -38,8 +67,8 @@ def test_paper_defaults_for_sampling(schema):
     (lambda c: c["models"]["student"]["toy"].update(stepz=1), "unknown key config.models.student.toy.stepz"),
     (lambda c: c["models"]["student"].update(hub="Qwen/Qwen3-1.7B"),
      "config.models.student: give exactly one of toy, hub, path (got toy, hub)"),
-    (lambda c: c["benchmarks"]["add_4"].update(sampling={"temperature": -1}),
-     "config.benchmarks.add_4.sampling.temperature: -1 is less than the minimum of 0"),
+    (lambda c: c["benchmarks"]["new_digits"].update(sampling={"temperature": -1}),
+     "config.benchmarks.new_digits.sampling.temperature: -1 is less than the minimum of 0"),
     (lambda c: c["eval"]["sampling"].update(top_p=1.5), "config.eval.sampling.top_p"),
     (lambda c: c["base_eval"].update(models=["nobody"]), "config.base_eval.models.0: no model named 'nobody'"),
     (lambda c: c["models"]["student"]["toy"].update(min_digits=5), "config.models.student.toy.min_digits"),
@@ -48,6 +77,19 @@ def test_paper_defaults_for_sampling(schema):
     (lambda c: c["resources"].update(rules={"no_such_rule": {"gpus": 1}}),
      "config.resources.rules.no_such_rule: no rule named 'no_such_rule'"),
     (lambda c: c["models"].update({"a/b": {"toy": {}}}), "config.models"),
+    (lambda c: c["experiments"]["opd_new_skill"].update(teacher="nobody"),
+     "config.experiments.opd_new_skill.teacher: no other model named 'nobody'"),
+    (lambda c: c["experiments"]["opd_new_skill"].update(prompts="nothing"),
+     "config.experiments.opd_new_skill.prompts: no prompt set named 'nothing'"),
+    (lambda c: c["experiments"]["opd_new_skill"]["objective"].update(topk_set="both"),
+     "config.experiments.opd_new_skill.objective.topk_set"),
+    (lambda c: c["experiments"]["opd_new_skill"]["train"].update(lr=0), "config.experiments.opd_new_skill.train.lr"),
+    (lambda c: c["experiments"].update(student={"student": "student", "teacher": "student", "prompts": "opd_prompts"}),
+     "config.experiments.student: the name is also used in config.models"),
+    (lambda c: c["experiments"]["opd_new_skill"].update(student="reverse_to_base"), "cycle"),
+    (lambda c: c["prompt_sets"]["opd_prompts"].update(exclude=["opd_prompts"]),
+     "config.prompt_sets.opd_prompts.exclude.0"),
+    (lambda c: c["sft"]["student_coldstart"]["train"].update(epochs=0), "config.sft.student_coldstart.train.epochs"),
 ])
 def test_errors_are_one_line_and_name_the_key(toy, schema, edit, message):
     cfg = copy.deepcopy(toy)
@@ -59,11 +101,11 @@ def test_errors_are_one_line_and_name_the_key(toy, schema, edit, message):
 
 
 def test_benchmark_sampling_overrides_only_its_keys(toy, schema):
-    toy["benchmarks"]["add_4"]["sampling"] = {"temperature": 0.2}
+    toy["benchmarks"]["new_digits"]["sampling"] = {"temperature": 0.2}
     cfg = validate_config(toy, schema)
-    assert sampling_for(cfg, "add_4")["temperature"] == 0.2
-    assert sampling_for(cfg, "add_4")["n"] == cfg["eval"]["sampling"]["n"]
-    assert sampling_for(cfg, "add_1to3")["temperature"] == cfg["eval"]["sampling"]["temperature"]
+    assert sampling_for(cfg, "new_digits")["temperature"] == 0.2
+    assert sampling_for(cfg, "new_digits")["n"] == cfg["eval"]["sampling"]["n"]
+    assert sampling_for(cfg, "shared")["temperature"] == cfg["eval"]["sampling"]["temperature"]
 
 
 def test_resources_layering(toy, schema):

@@ -26,6 +26,8 @@ def test_extract_boxed_takes_the_last_balanced_box():
     ("\\boxed{x^2+2x}", "2x+x^2"),
     ("\\boxed{\\{1,2\\}}", "\\{2,1\\}"),
     ("\\boxed{ 1 000 }", "1000"),
+    ("\\boxed{0432}", "432"),
+    ("\\boxed{+7}", "7"),
 ])
 def test_equivalent_answers_match(grader, response, gold):
     g = grader.grade(response, gold)

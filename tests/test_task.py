@@ -57,3 +57,14 @@ def test_exclusion_and_impossible_requests():
         sample_problems(0, 60, 1, 1)
     with pytest.raises(ValueError):
         sample_problem(random.Random(0), 3, 2)
+
+
+def test_digit_alphabet_and_required_digits():
+    low = sample_problems(3, 300, 1, 3, max_digit=6)
+    assert all(set(p.question) <= set("0123456+") for p in low)
+    high = sample_problems(4, 300, 1, 3, max_digit=9, require_digit_above=6)
+    assert all(any(c in "789" for c in p.question) for p in high)
+    with pytest.raises(ValueError, match="no digit above"):
+        sample_problems(0, 5, 1, 2, max_digit=6, require_digit_above=6)
+    with pytest.raises(ValueError, match="max_digit"):
+        sample_problem(random.Random(0), 1, 2, max_digit=0)

@@ -38,6 +38,33 @@ def test_run_writes_table_summary_and_per_sample_records(study):
     assert (workdir / "results/toy/tokenizer/tokenizer.json").exists()
 
 
+def test_cold_start_and_opd_experiment(study):
+    workdir, _ = study
+    report = json.loads((workdir / "results/sft/cold/filter_report.json").read_text())
+    assert report["generated"] == 8 and report["kept"] + sum(report["dropped"].values()) == 8
+    dedup = json.loads((workdir / "results/data/prompts/opd_p.dedup.json").read_text())
+    assert dedup["kept"] + dedup["removed_as_duplicates"] == 20
+    opd = {json.loads(l)["problem"] for l in (workdir / "results/data/prompts/opd_p.jsonl").read_text().splitlines()}
+    sft = {json.loads(l)["problem"] for l in (workdir / "results/data/prompts/sft_p.jsonl").read_text().splitlines()}
+    assert not opd & sft
+    log = [json.loads(l) for l in (workdir / "results/opd/distilled/train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [0, 1, 2]
+    for key in ("loss", "overlap_ratio", "overlap_mass_student", "overlap_mass_teacher", "overlap_token_advantage",
+                "entropy_gap", "entropy_student", "entropy_teacher", "response_length", "truncation_rate",
+                "accuracy", "grad_norm", "tokens_per_s", "time_rollout", "time_teacher", "time_update"):
+        assert key in log[1], key
+    assert set(log[1]["val"]) == {"easy", "hard"}
+    summary = json.loads((workdir / "results/summary.json").read_text())
+    exp = summary["experiments"]["distilled"]
+    assert exp["student"] == "cold" and exp["teacher"] == "teacher"
+    for key in ("acc_before", "acc_after", "acc_teacher", "gap_recovery"):
+        assert key in exp["benchmarks"]["hard"]
+    for key in ("overlap_ratio_first", "overlap_ratio_last", "overlap_mass_student_last"):
+        assert key in exp
+    assert "| distilled |" in (workdir / "results/tables/experiments.md").read_text()
+    assert (workdir / "results/runs/opd/distilled/latest").exists()  # the resumable run directory
+
+
 def test_second_invocation_has_nothing_to_do(study):
     workdir, _ = study
     run = snakemake(workdir, "--configfile", str(workdir / "config.yaml"), "-n")
@@ -53,7 +80,8 @@ def test_editing_one_benchmarks_sampling_reruns_only_its_evaluations(study, tmp_
     run = snakemake(workdir, "--configfile", str(edited), "-n")
     assert run.returncode == 0, run.stderr[-3000:]
     counts = job_counts(run.stdout + run.stderr)
-    assert counts == {"eval_model": 2, "base_eval_table": 1, "all": 1}, counts
+    # student, teacher, the SFT model and the experiment are evaluated on "hard"; nothing retrains
+    assert counts == {"eval_model": 4, "tables": 1, "all": 1}, counts
     log = run.stdout + run.stderr
     assert "output: results/eval/student/hard.json" in log
     assert "output: results/eval/student/easy.json" not in log

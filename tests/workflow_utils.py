@@ -51,6 +51,20 @@ def tiny_config() -> dict:
             "easy": {"toy": {"min_digits": 1, "max_digits": 2, "count": 4, "seed": 11}},
             "hard": {"toy": {"min_digits": 3, "max_digits": 3, "count": 4, "seed": 12}},
         },
+        "prompt_sets": {
+            "sft_p": {"toy": {"min_digits": 1, "max_digits": 2, "count": 8, "seed": 21}, "exclude": ["easy", "hard"]},
+            "opd_p": {"toy": {"min_digits": 1, "max_digits": 3, "count": 20, "seed": 22},
+                      "exclude": ["easy", "hard", "sft_p"]},
+        },
+        "sft": {"cold": {"student": "student", "teacher": "teacher", "prompts": "sft_p",
+                         "sampling": {"max_new_tokens": 24},
+                         "train": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 2}}},
+        "experiments": {
+            "distilled": {"student": "cold", "teacher": "teacher", "prompts": "opd_p",
+                          "objective": {"k": 4, "metrics_k": 4},
+                          "train": {"steps": 2, "prompts_per_step": 2, "n": 2, "max_new_tokens": 24,
+                                    "lr": 1e-4, "eval_every": 1, "eval_n": 1}},
+        },
         "eval": {"prompt_template": "{problem}", "batch_size": 16,
                  "sampling": {"n": 2, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 24}},
     }

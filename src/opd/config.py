@@ -7,6 +7,8 @@ raised before Snakemake schedules any job.
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -41,7 +43,8 @@ def _key(path) -> str:
 def _message(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed))
+        patterns = err.schema.get("patternProperties", {})
+        extra = sorted(k for k in set(err.instance) - set(allowed) if not any(re.search(p, k) for p in patterns))
         keys = ", ".join(_key([*err.absolute_path, k]) for k in extra)
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return f"unknown key {keys}{hint}"
@@ -62,6 +65,10 @@ def load_schema(path: str | Path) -> dict:
 
 def validate_config(config: dict, schema: dict, rule_names: tuple[str, ...] = ()) -> dict:
     """Fill defaults into ``config`` in place and check it; raises :class:`ConfigError`."""
+    # YAML anchors make entries share nested dicts; give every entry its own copy
+    unshared = json.loads(json.dumps(config))
+    config.clear()
+    config.update(unshared)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError(_message(jsonschema.exceptions.best_match(errors)))
@@ -85,15 +92,58 @@ def _check_sources(config: dict) -> None:
                 raise ConfigError(f"{_key([kind, name, 'toy', 'hidden'])}: not divisible by heads")
 
 
+def model_names(config: dict) -> list[str]:
+    """Every name a model can be referred to by: base models, SFT and OPD outputs."""
+    return [*config["models"], *config["sft"], *config["experiments"]]
+
+
 def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
+    seen: dict[str, str] = {}
+    for kind in ("models", "sft", "experiments"):
+        for name in config[kind]:
+            if name in seen:
+                raise ConfigError(f"{_key([kind, name])}: the name is also used in config.{seen[name]}")
+            seen[name] = kind
+    models = set(seen)
+    data = set(config["benchmarks"]) | set(config["prompt_sets"])
+    for name, entry in config["prompt_sets"].items():
+        for i, other in enumerate(entry["exclude"]):
+            if other not in data or other == name:
+                raise ConfigError(f"{_key(['prompt_sets', name, 'exclude', i])}: no other benchmark or prompt set named {other!r}")
+    for kind in ("sft", "experiments"):
+        for name, entry in config[kind].items():
+            for role in ("student", "teacher"):
+                if entry[role] not in models or entry[role] == name:
+                    raise ConfigError(f"{_key([kind, name, role])}: no other model named {entry[role]!r}")
+            if entry["prompts"] not in config["prompt_sets"]:
+                raise ConfigError(f"{_key([kind, name, 'prompts'])}: no prompt set named {entry['prompts']!r}")
+            for i, b in enumerate(entry.get("benchmarks", [])):
+                if b not in config["benchmarks"]:
+                    raise ConfigError(f"{_key([kind, name, 'benchmarks', i])}: no benchmark named {b!r}")
+    _check_acyclic(config)
     for field, kind in (("models", "models"), ("benchmarks", "benchmarks")):
         for i, name in enumerate(config["base_eval"][field]):
-            if name not in config[kind]:
+            if name not in (models if kind == "models" else config[kind]):
                 raise ConfigError(f"{_key(['base_eval', field, i])}: no {kind[:-1]} named {name!r}")
     if rule_names:
         for rule in config["resources"]["rules"]:
             if rule not in rule_names:
                 raise ConfigError(f"{_key(['resources', 'rules', rule])}: no rule named {rule!r}")
+
+
+def _check_acyclic(config: dict) -> None:
+    """A model cannot be distilled (even indirectly) from itself as a student."""
+    parents = {name: (e["student"], e["teacher"]) for kind in ("sft", "experiments")
+               for name, e in config[kind].items()}
+
+    def visit(name, path):
+        if name in path:
+            raise ConfigError(f"config: models depend on each other in a cycle: {' -> '.join([*path, name])}")
+        for parent in parents.get(name, ()):
+            visit(parent, [*path, name])
+
+    for name in parents:
+        visit(name, [])
 
 
 def base_eval_pairs(config: dict) -> list[tuple[str, str]]:

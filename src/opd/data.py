@@ -14,11 +14,11 @@ from .toy.task import sample_problems
 REQUIRED_KEYS = ("id", "problem", "answer")
 
 
-def toy_problems(seed: int, count: int, min_digits: int, max_digits: int, prefix: str) -> list[dict]:
-    return [
-        {"id": f"{prefix}-{i}", "problem": p.question, "answer": p.answer, "digits": p.digits}
-        for i, p in enumerate(sample_problems(seed, count, min_digits, max_digits))
-    ]
+def toy_problems(seed: int, count: int, min_digits: int, max_digits: int, prefix: str, max_digit: int = 9,
+                 require_digit_above: int | None = None) -> list[dict]:
+    problems = sample_problems(seed, count, min_digits, max_digits, max_digit, require_digit_above)
+    return [{"id": f"{prefix}-{i}", "problem": p.question, "answer": p.answer, "digits": p.digits}
+            for i, p in enumerate(problems)]
 
 
 def normalise_rows(rows: list[dict], source: str, problem_key: str, answer_key: str,

@@ -197,7 +197,7 @@ def _pack(loss, metrics_vec, rewards, positions) -> OPDLoss:
 
 
 def opd_loss(h_s: torch.Tensor, w_s: torch.Tensor, h_t: torch.Tensor, w_t: torch.Tensor,
-             tokens: torch.Tensor, obj: Objective, n_tokens: int, chunk_size: int = 1024) -> OPDLoss:
+             tokens: torch.Tensor, obj: Objective, n_tokens: int, chunk_size: int = 64) -> OPDLoss:
     """The OPD loss from final hidden states and LM-head weights, chunked over positions.
 
     ``h_s`` (N, d) and ``w_s`` (V, d) are the student's (gradients flow to both); ``h_t``

@@ -22,7 +22,16 @@ def script_path(name):
     """A script as a job input: editing it reruns the jobs it made."""
     return str(SCRIPTS / name)
 
-RULES_WITH_RESOURCES = ("build_toy_tokenizer", "prepare_benchmark", "prepare_model", "eval_model")
+RULES_WITH_RESOURCES = (
+    "build_toy_tokenizer",
+    "prepare_benchmark",
+    "prepare_prompts",
+    "prepare_model",
+    "eval_model",
+    "opd_train",
+    "teacher_rollouts",
+    "sft",
+)
 BUILTIN_RESOURCES = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "gpus": 0}
 
 try:
@@ -33,12 +42,15 @@ except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
 
 TOY_MODELS = [m for m, entry in config["models"].items() if "toy" in entry]
+EXPERIMENTS = list(config["experiments"])
+SFT_RUNS = list(config["sft"])
 NAME = "[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
 wildcard_constraints:
     model=NAME,
     benchmark=NAME,
+    prompt_set=NAME,
 
 
 def one_of(names):
@@ -47,23 +59,63 @@ def one_of(names):
 
 
 def model_source(name):
-    """Where a model is loaded from: the workflow's own output, a local path or a hub id."""
+    """Where a model is loaded from: a workflow output, a local path or a hub id."""
+    if name in config["experiments"]:
+        return f"results/opd/{name}/model"
+    if name in config["sft"]:
+        return f"results/sft/{name}/model"
     entry = config["models"][name]
     if "toy" in entry:
         return f"results/models/{name}"
     return entry.get("path") or entry["hub"]
 
 
+def model_files(name):
+    """A model as job inputs (none for a hub id), so a changed model reruns what uses it."""
+    if name in config["models"] and "hub" in config["models"][name]:
+        return []
+    return [model_source(name)]
+
+
 def model_inputs(wildcards):
-    """A model's files as job inputs, so a changed model reruns what depends on it."""
-    entry = config["models"][wildcards.model]
-    return [model_source(wildcards.model)] if "hub" not in entry else []
+    return model_files(wildcards.model)
 
 
-def benchmark_data_spec(name):
-    """The keys that decide a benchmark's problems (not how it is sampled or prompted)."""
-    entry = config["benchmarks"][name]
-    return {k: v for k, v in entry.items() if k not in ("sampling", "prompt_template")}
+def base_entry(name):
+    """The config entry of the base model a derived (SFT or OPD) model descends from."""
+    while name not in config["models"]:
+        name = (config["experiments"].get(name) or config["sft"][name])["student"]
+    return config["models"][name]
+
+
+def model_flags(name):
+    entry = base_entry(name)
+    flags = []
+    if not entry["chat_template"]:
+        flags.append("--no-chat")
+    if entry["trust_remote_code"]:
+        flags.append("--trust-remote-code")
+    return " ".join(flags)
+
+
+def problem_file(name):
+    """The JSONL of a benchmark or a prompt set."""
+    if name in config["benchmarks"]:
+        return f"results/data/benchmarks/{name}.jsonl"
+    return f"results/data/prompts/{name}.jsonl"
+
+
+def experiment_benchmarks(name):
+    return config["experiments"][name]["benchmarks"] or list(config["benchmarks"])
+
+
+def experiment_template(name):
+    return config["experiments"][name]["prompt_template"] or config["eval"]["prompt_template"]
+
+
+def problem_spec(entry):
+    """The keys that decide a problem set's content (not how it is sampled or prompted)."""
+    return {k: v for k, v in entry.items() if k not in ("sampling", "prompt_template", "exclude")}
 
 
 def rule_threads(rule):

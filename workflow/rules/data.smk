@@ -16,11 +16,11 @@ rule build_toy_tokenizer:
 
 rule prepare_benchmark:
     input:
-        script=script_path("prepare_benchmark.py"),
+        script=script_path("prepare_problems.py"),
     output:
         "results/data/benchmarks/{benchmark}.jsonl",
     params:
-        spec=lambda wc: as_json(benchmark_data_spec(wc.benchmark)),
+        spec=lambda wc: as_json(problem_spec(config["benchmarks"][wc.benchmark])),
     log:
         "logs/prepare_benchmark/{benchmark}.log",
     threads: rule_threads("prepare_benchmark")
@@ -31,3 +31,26 @@ rule prepare_benchmark:
     shell:
         "python {input.script} --name {wildcards.benchmark:q} --spec {params.spec:q} "
         "--out {output} > {log} 2>&1"
+
+
+rule prepare_prompts:
+    """Training prompts, with the problems of the sets named in `exclude` removed."""
+    input:
+        exclude=lambda wc: [problem_file(n) for n in config["prompt_sets"][wc.prompt_set]["exclude"]],
+        script=script_path("prepare_problems.py"),
+    output:
+        prompts="results/data/prompts/{prompt_set}.jsonl",
+        report="results/data/prompts/{prompt_set}.dedup.json",
+    params:
+        spec=lambda wc: as_json(problem_spec(config["prompt_sets"][wc.prompt_set])),
+        exclude=lambda wc, input: " ".join(f"--exclude {f}" for f in input.exclude),
+    log:
+        "logs/prepare_prompts/{prompt_set}.log",
+    threads: rule_threads("prepare_prompts")
+    resources:
+        **rule_resources("prepare_prompts"),
+    conda:
+        "../../envs/rollout.yaml"
+    shell:
+        "python {input.script} --name {wildcards.prompt_set:q} --spec {params.spec:q} {params.exclude} "
+        "--out {output.prompts} --report {output.report} > {log} 2>&1"

@@ -11,15 +11,8 @@ rule eval_model:
         model=lambda wc: model_source(wc.model),
         sampling=lambda wc: as_json(sampling_for(config, wc.benchmark)),
         template=lambda wc: template_for(config, wc.benchmark),
-        model_flags=lambda wc: " ".join(
-            flag
-            for flag, on in (
-                ("--no-chat", not config["models"][wc.model]["chat_template"]),
-                ("--trust-remote-code", config["models"][wc.model]["trust_remote_code"]),
-            )
-            if on
-        ),
-        dtype=lambda wc: config["models"][wc.model]["dtype"],
+        model_flags=lambda wc: model_flags(wc.model),
+        dtype=lambda wc: base_entry(wc.model)["dtype"],
         backend=config["eval"]["backend"],
         batch_size=config["eval"]["batch_size"],
         grading=as_json(config["eval"]["grading"]),

@@ -1,21 +1,49 @@
 BASE_EVAL = base_eval_pairs(config)
+EXPERIMENT_EVALS = sorted(
+    {
+        (m, b)
+        for name, e in config["experiments"].items()
+        for b in experiment_benchmarks(name)
+        for m in (name, e["student"], e["teacher"])
+    }
+)
+ALL_EVALS = sorted(set(BASE_EVAL) | set(EXPERIMENT_EVALS))
 
 
-rule base_eval_table:
-    """Every base model on every benchmark, as a table and in results/summary.json."""
+def experiments_manifest():
+    return as_json(
+        {
+            name: {
+                "student": e["student"],
+                "teacher": e["teacher"],
+                "section": e["section"],
+                "benchmarks": experiment_benchmarks(name),
+                "log": f"results/opd/{name}/train_log.jsonl",
+            }
+            for name, e in config["experiments"].items()
+        }
+    )
+
+
+rule tables:
+    """The base-evaluation and experiment tables, and results/summary.json."""
     input:
-        evals=[f"results/eval/{m}/{b}.json" for m, b in BASE_EVAL],
+        evals=[f"results/eval/{m}/{b}.json" for m, b in ALL_EVALS],
+        logs=[f"results/opd/{name}/train_log.jsonl" for name in EXPERIMENTS],
         script=script_path("make_tables.py"),
     output:
         table="results/tables/base_eval.md",
+        experiments="results/tables/experiments.md",
         summary="results/summary.json",
     params:
-        evals=" ".join(f"--eval {m}:{b}:results/eval/{m}/{b}.json" for m, b in BASE_EVAL),
+        evals=" ".join(f"--eval {m}:{b}:results/eval/{m}/{b}.json" for m, b in ALL_EVALS),
+        base=" ".join(f"--base {m}:{b}" for m, b in BASE_EVAL),
+        experiments=experiments_manifest(),
     log:
-        "logs/base_eval_table.log",
+        "logs/tables.log",
     localrule: True
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python {input.script} {params.evals} --table {output.table} "
-        "--summary {output.summary} > {log} 2>&1"
+        "python {input.script} {params.evals} {params.base} --experiments {params.experiments:q} "
+        "--table {output.table} --experiments-table {output.experiments} --summary {output.summary} > {log} 2>&1"

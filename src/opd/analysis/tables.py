@@ -46,3 +46,64 @@ def summary(results: dict[tuple[str, str], dict]) -> dict:
             "truncation_rate": r["truncation_rate"],
         }
     return out
+
+
+def gap_recovery(before: float, after: float, teacher: float) -> float | None:
+    """(after - before) / (teacher - before); undefined when the teacher is not ahead."""
+    if teacher - before <= 1e-9:
+        return None
+    return (after - before) / (teacher - before)
+
+
+def training_dynamics(log_rows: list[dict]) -> dict:
+    """First and last values of the token-level metrics over the training steps."""
+    steps = [r for r in log_rows if r.get("step", 0) >= 1 and "overlap_ratio" in r]
+    if not steps:
+        return {}
+    first, last = steps[0], steps[-1]
+    return {
+        "steps": last["step"],
+        "overlap_ratio_first": first["overlap_ratio"],
+        "overlap_ratio_last": last["overlap_ratio"],
+        "overlap_mass_student_first": first["overlap_mass_student"],
+        "overlap_mass_student_last": last["overlap_mass_student"],
+        "overlap_mass_teacher_last": last["overlap_mass_teacher"],
+        "overlap_token_advantage_last": last["overlap_token_advantage"],
+        "entropy_gap_last": last["entropy_gap"],
+    }
+
+
+def experiment_summary(name: str, spec: dict, results: dict[tuple[str, str], dict], log_rows: list[dict]) -> dict:
+    """Per benchmark: accuracy before (student), after (trained), teacher, gap recovery."""
+    out = {"student": spec["student"], "teacher": spec["teacher"], "section": spec.get("section"),
+           "benchmarks": {}, **training_dynamics(log_rows)}
+    for b in spec["benchmarks"]:
+        before = results[(spec["student"], b)]
+        after = results[(name, b)]
+        teacher = results[(spec["teacher"], b)]
+        acc = {k: r[accuracy_key(r)] for k, r in (("before", before), ("after", after), ("teacher", teacher))}
+        out["benchmarks"][b] = {
+            "acc_before": acc["before"], "acc_after": acc["after"], "acc_teacher": acc["teacher"],
+            "gap_recovery": gap_recovery(acc["before"], acc["after"], acc["teacher"]),
+        }
+    return out
+
+
+def experiments_table(experiments: dict[str, dict]) -> str:
+    rows = []
+    for name, e in experiments.items():
+        for b, m in e["benchmarks"].items():
+            gr = m["gap_recovery"]
+            rows.append([name, f"{e['student']} <- {e['teacher']}", b, f"{100 * m['acc_before']:.1f}",
+                         f"{100 * m['acc_after']:.1f}", f"{100 * m['acc_teacher']:.1f}",
+                         "-" if gr is None else f"{100 * gr:.0f}%",
+                         _fmt(e.get("overlap_ratio_first")), _fmt(e.get("overlap_ratio_last"))])
+    header = ["experiment", "student <- teacher", "benchmark", "before", "after", "teacher", "gap recovery",
+              "overlap first", "overlap last"]
+    return ("# OPD experiments\n\n" + markdown_table(header, rows)
+            + "\nAccuracies are avg@n in percent. Gap recovery = (after - before) / (teacher - before); "
+            "'-' where the teacher is not ahead. Overlap: top-k overlap ratio at the first and last step.\n")
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"

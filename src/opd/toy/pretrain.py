@@ -29,6 +29,7 @@ class ToyRecipe:
     format: str = "cot"
     min_digits: int = 1
     max_digits: int = 3
+    max_digit: int = 9
     layers: int = 2
     hidden: int = 128
     heads: int = 4
@@ -44,7 +45,7 @@ def make_batch(tokenizer, recipe: ToyRecipe, rng: random.Random):
     """Right-padded input ids, attention mask and response-only labels."""
     seqs, labels = [], []
     for _ in range(recipe.batch_size):
-        p = sample_problem(rng, recipe.min_digits, recipe.max_digits)
+        p = sample_problem(rng, recipe.min_digits, recipe.max_digits, recipe.max_digit)
         prompt = render_prompt(tokenizer, p.question, recipe.prompt_template, chat=True)
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         r_ids = tokenizer(solution(p, recipe.format), add_special_tokens=False)["input_ids"]

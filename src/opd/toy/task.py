@@ -1,5 +1,9 @@
 """Multi-digit addition with step-by-step solutions ending in ``\\boxed{answer}``.
 
+Two knobs set a problem distribution: how many digits the operands have, and which digits
+they use (``max_digit``). A model that never saw the digits 7-9 in an operand lacks those
+addition facts: that is the toy world's "capability the student has not seen".
+
 Two solution formats stand in for the paper's "thinking patterns":
 
 * ``cot``: column addition from the units up, one line per column, ``a+b+carry=sum``.
@@ -64,29 +68,44 @@ def solution(problem: Problem, fmt: str = "cot") -> str:
     return sep.join(steps) + sep + f"\\boxed{{{problem.answer}}}"
 
 
-def sample_problem(rng: random.Random, min_digits: int, max_digits: int) -> Problem:
-    """A problem whose longer operand has a uniformly drawn number of digits."""
+def _number(rng: random.Random, n: int, max_digit: int) -> int:
+    first = rng.randint(1 if n > 1 else 0, max_digit)
+    return int(str(first) + "".join(str(rng.randint(0, max_digit)) for _ in range(n - 1)))
+
+
+def sample_problem(rng: random.Random, min_digits: int, max_digits: int, max_digit: int = 9) -> Problem:
+    """A problem whose longer operand has a uniformly drawn number of digits, each digit
+    of either operand in 0..max_digit."""
     if not 1 <= min_digits <= max_digits:
         raise ValueError(f"need 1 <= min_digits <= max_digits, got {min_digits}, {max_digits}")
+    if not 1 <= max_digit <= 9:
+        raise ValueError(f"max_digit must be in 1..9, got {max_digit}")
     n = rng.randint(min_digits, max_digits)
-    a = rng.randint(10 ** (n - 1) if n > 1 else 0, 10**n - 1)
-    m = rng.randint(1, n)
-    b = rng.randint(10 ** (m - 1) if m > 1 else 0, 10**m - 1)
+    a, b = _number(rng, n, max_digit), _number(rng, rng.randint(1, n), max_digit)
     return Problem(a, b) if rng.random() < 0.5 else Problem(b, a)
 
 
-def sample_problems(
-    seed: int, count: int, min_digits: int, max_digits: int, exclude: set[str] = frozenset()
-) -> list[Problem]:
-    """``count`` distinct problems, none of whose questions is in ``exclude``."""
-    space = (10**max_digits) ** 2  # a loose upper bound on distinct questions
+def has_digit_above(p: Problem, digit: int) -> bool:
+    return any(int(c) > digit for c in f"{p.a}{p.b}")
+
+
+def sample_problems(seed: int, count: int, min_digits: int, max_digits: int, max_digit: int = 9,
+                    require_digit_above: int | None = None, exclude: set[str] = frozenset()) -> list[Problem]:
+    """``count`` distinct problems, none of whose questions is in ``exclude``; with
+    ``require_digit_above``, each has an operand digit above that value."""
+    space = ((max_digit + 1) ** max_digits) ** 2  # a loose upper bound on distinct questions
     if count > space // 2:
         raise ValueError(f"{count} problems of {min_digits}-{max_digits} digits would repeat")
+    if require_digit_above is not None and require_digit_above >= max_digit:
+        raise ValueError(f"no digit above {require_digit_above} when max_digit is {max_digit}")
     rng = random.Random(seed)
     seen, out = set(exclude), []
-    while len(out) < count:
-        p = sample_problem(rng, min_digits, max_digits)
-        if p.question not in seen:
-            seen.add(p.question)
-            out.append(p)
-    return out
+    for _ in range(1000 * count):
+        p = sample_problem(rng, min_digits, max_digits, max_digit)
+        if p.question in seen or (require_digit_above is not None and not has_digit_above(p, require_digit_above)):
+            continue
+        seen.add(p.question)
+        out.append(p)
+        if len(out) == count:
+            return out
+    raise ValueError(f"could not draw {count} distinct problems with these constraints")

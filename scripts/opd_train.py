@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""On-policy distillation of a student from a teacher (resumable; see opd.train.opd)."""
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import torch  # noqa: E402
+
+from opd.data import read_problems  # noqa: E402
+from opd.io import atomic_dir, atomic_open  # noqa: E402
+from opd.losses import Objective  # noqa: E402
+from opd.models import save_model  # noqa: E402
+from opd.train.opd import OPDSettings, train  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--student", required=True, help="student model directory or hub id")
+    ap.add_argument("--teacher", required=True, help="teacher model directory or hub id")
+    ap.add_argument("--prompts", required=True, help="training prompts JSONL")
+    ap.add_argument("--benchmark", action="append", default=[], metavar="NAME=JSONL",
+                    help="validation benchmark (repeatable)")
+    ap.add_argument("--settings", default="{}", help="OPDSettings as JSON")
+    ap.add_argument("--objective", default="{}", help="Objective as JSON")
+    ap.add_argument("--template", default="{problem}")
+    ap.add_argument("--no-chat", action="store_true")
+    ap.add_argument("--grading", default="{}")
+    ap.add_argument("--run-dir", required=True, help="checkpoints; kept across retries")
+    ap.add_argument("--out", required=True, help="final model directory (HF format)")
+    ap.add_argument("--log-out", required=True, help="copy of the per-step JSONL log")
+    ap.add_argument("--teacher-dtype", default="float32")
+    ap.add_argument("--trust-remote-code", action="store_true")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    benchmarks = {}
+    for item in args.benchmark:
+        name, path = item.split("=", 1)
+        benchmarks[name] = read_problems(path)
+    student, tok, run = train(
+        args.student, args.teacher, read_problems(args.prompts), benchmarks,
+        OPDSettings(**json.loads(args.settings)), Objective(**json.loads(args.objective)), args.run_dir,
+        template=args.template, chat=not args.no_chat, grading=json.loads(args.grading),
+        device=args.device, teacher_dtype=args.teacher_dtype, trust_remote_code=args.trust_remote_code,
+    )
+    with atomic_dir(args.out) as tmp:
+        save_model(student, tok, tmp)
+    with atomic_open(args.log_out) as f, open(run.log_path) as src:
+        shutil.copyfileobj(src, f)
+    print(f"wrote {args.out} and {args.log_out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""Write a benchmark or prompt set as JSONL ({"id", "problem", "answer"}) from a toy
+generator, a local JSONL file or a hub dataset, as its config entry (JSON) says; problems
+that appear in any --exclude file are dropped (exact match after whitespace trimming)."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from opd.data import hub_problems, local_problems, read_problems, toy_problems  # noqa: E402
+from opd.io import write_json, write_jsonl  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--spec", required=True, help="the benchmark's config entry as JSON")
+    ap.add_argument("--out", required=True, help="output JSONL")
+    ap.add_argument("--exclude", action="append", default=[], help="JSONL whose problems are removed")
+    ap.add_argument("--report", help="JSON with counts before and after deduplication")
+    args = ap.parse_args()
+    spec = json.loads(args.spec)
+    keys = dict(problem_key=spec["problem_key"], answer_key=spec["answer_key"], id_key=spec["id_key"])
+    if "toy" in spec:
+        toy = spec["toy"]
+        rows = toy_problems(toy["seed"], toy["count"], toy["min_digits"], toy["max_digits"], args.name,
+                            toy["max_digit"], toy["require_digit_above"])
+    elif "path" in spec:
+        rows = local_problems(spec["path"], **keys)
+    else:
+        rows = hub_problems(spec["hub"], spec["split"], revision=spec["revision"], **keys)
+    excluded = {p["problem"].strip() for path in args.exclude for p in read_problems(path)}
+    kept = [r for r in rows if r["problem"].strip() not in excluded]
+    write_jsonl(args.out, kept)
+    if args.report:
+        write_json(args.report, {"source": len(rows), "kept": len(kept), "removed_as_duplicates": len(rows) - len(kept)})
+    print(f"wrote {args.out}: {len(kept)} problems ({len(rows) - len(kept)} removed as duplicates)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Resumable training state in a run directory that Snakemake never deletes.
+
+A checkpoint is a directory ``step_NNNNNN`` holding the model (safetensors), and the
+optimizer, scheduler, RNG and data position (``torch.save``, loaded back with
+``weights_only=True``: no arbitrary pickle). It is written under a temporary name and
+renamed, then ``latest`` is switched atomically, so a kill at any moment leaves the last
+complete checkpoint in place. ``fingerprint`` records the run's settings: a run directory
+made with other settings is not resumed.
+
+SIGTERM and SIGUSR2 (SLURM's warning before a time limit or preemption) set a flag; the
+training loop checkpoints at the next step boundary and exits with ``EXIT_REQUEUE``, so
+the job fails and its retry resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..io import atomic_dir, read_json, write_json, write_text
+
+EXIT_REQUEUE = 75  # EX_TEMPFAIL: stopped on a signal after saving a checkpoint
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGUSR2; checked by the loop between steps."""
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGUSR2)):
+        self.signal: int | None = None
+        for s in signals:
+            signal.signal(s, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.signal = signum
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+class RunDir:
+    def __init__(self, path: str | Path, fingerprint: dict, keep: int = 2):
+        self.path = Path(path)
+        self.keep = keep
+        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
+        stamp = self.path / "fingerprint.json"
+        if stamp.exists() and read_json(stamp) != self.fingerprint:
+            print(f"{self.path}: settings changed since this run started; starting afresh")
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not stamp.exists():
+            write_json(stamp, self.fingerprint)
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "train_log.jsonl"
+
+    def latest(self) -> Path | None:
+        pointer = self.path / "latest"
+        if not pointer.exists():
+            return None
+        ckpt = self.path / pointer.read_text().strip()
+        return ckpt if (ckpt / "state.pt").exists() else None
+
+    def save(self, step: int, model, optimizer, scheduler, extra: dict) -> Path:
+        name = f"step_{step:06d}"
+        with atomic_dir(self.path / name) as tmp:
+            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            save_file(_untie(state), str(tmp / "model.safetensors"))
+            torch.save({
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+                "extra": json.dumps(extra),
+            }, tmp / "state.pt")
+        write_text(self.path / "latest", name + "\n")
+        for old in sorted(self.path.glob("step_*"))[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.path / name
+
+    def load(self, model, optimizer, scheduler) -> tuple[int, dict]:
+        """Restore the latest checkpoint into the given objects; returns (step, extra)."""
+        ckpt = self.latest()
+        if ckpt is None:
+            return 0, {}
+        weights = load_file(str(ckpt / "model.safetensors"))
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        params = model.state_dict()
+        loaded = {params[k].data_ptr() for k in weights}
+        untied = [k for k in missing if params[k].data_ptr() not in loaded]
+        if unexpected or untied:
+            raise RuntimeError(f"{ckpt}: checkpoint does not fit the model "
+                               f"(unexpected {unexpected[:3]}, missing {untied[:3]})")
+        state = torch.load(ckpt / "state.pt", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"]), json.loads(state["extra"])
+
+    def truncate_log(self, step: int) -> None:
+        """Drop log lines of steps after ``step`` (written before a kill, then redone)."""
+        if not self.log_path.exists():
+            return
+        lines = [ln for ln in self.log_path.read_text().splitlines() if ln.strip()]
+        kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
+        write_text(self.log_path, "".join(ln + "\n" for ln in kept))
+
+
+def _untie(state: dict) -> dict:
+    """safetensors refuses shared storage (tied embeddings): store each tensor once."""
+    seen, out = {}, {}
+    for k, v in state.items():
+        key = (v.data_ptr(), v.shape)
+        if key in seen:
+            continue
+        seen[key] = k
+        out[k] = v
+    return out

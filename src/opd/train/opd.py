@@ -1,0 +1,219 @@
+"""On-policy distillation: the student samples, the teacher scores the student's tokens.
+
+One step: sample ``n`` rollouts for each of ``prompts_per_step`` prompts from the student;
+run the teacher and the student over prompt + response; the loss (``opd.losses``) is taken
+at every response position; one optimizer update per rollout batch (the paper's default,
+so the PPO ratio stays 1). The verifier's accuracy on the rollouts is logged, never
+trained on. Checkpoints go to a run directory and a killed run resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..data import render_prompt
+from ..evaluation import evaluate
+from ..grading import Grader
+from ..losses import METRICS, Objective, opd_loss
+from ..models import load_model, load_tokenizer, same_tokenizer
+from ..rollout import SamplingParams
+from ..rollout.hf import HFBackend
+from .checkpoint import EXIT_REQUEUE, RunDir, StopFlag
+
+
+@dataclass(frozen=True)
+class OPDSettings:
+    steps: int = 280
+    prompts_per_step: int = 64
+    n: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 7168
+    lr: float = 1e-6
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    micro_batch_size: int = 8
+    rollout_batch_size: int = 64
+    chunk_size: int = 64
+    eval_every: int = 20
+    eval_n: int = 4
+    eval_temperature: float = 0.7
+    eval_top_p: float = 0.95
+    checkpoint_every: int = 20
+    seed: int = 0
+
+
+class TokenizerMismatch(ValueError):
+    pass
+
+
+def prompt_order(num_prompts: int, step: int, per_step: int, seed: int) -> list[int]:
+    """Prompt indices of a step (1-based): epochs are seeded permutations, back to back."""
+    out = []
+    for pos in range((step - 1) * per_step, step * per_step):
+        epoch, i = divmod(pos, num_prompts)
+        perm = list(range(num_prompts))
+        random.Random(seed * 1_000_003 + epoch).shuffle(perm)
+        out.append(perm[i])
+    return out
+
+
+def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
+    """Right-padded ids, mask, the flat indices of the positions that predict each response
+    token, and those tokens."""
+    seqs = [p + r for p, r in zip(prompts, responses)]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    flat, targets = [], []
+    for b, (p, r) in enumerate(zip(prompts, responses)):
+        ids[b, : len(p) + len(r)] = torch.tensor(p + r)
+        mask[b, : len(p) + len(r)] = 1
+        flat.extend(b * width + len(p) - 1 + k for k in range(len(r)))
+        targets.extend(r)
+    return ids, mask, torch.tensor(flat), torch.tensor(targets)
+
+
+def hidden_and_head(model):
+    """The decoder trunk and the LM-head weight (logits = hidden @ weight.T)."""
+    head = model.get_output_embeddings()
+    if getattr(head, "bias", None) is not None or getattr(model.config, "final_logit_softcapping", None):
+        raise ValueError(f"{model.config.model_type}: LM head with bias or soft-capping is not supported")
+    return model.base_model, head.weight
+
+
+def check_tokenizers(student_tok, teacher_tok, student: str, teacher: str) -> None:
+    if not same_tokenizer(student_tok, teacher_tok):
+        raise TokenizerMismatch(
+            f"student {student} and teacher {teacher} have different tokenizers (vocabulary or "
+            "special tokens differ): the teacher cannot score the student's tokens"
+        )
+
+
+def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks: dict[str, list[dict]],
+          settings: OPDSettings, objective: Objective, run_dir: str | Path, *, template: str, chat: bool,
+          grading: dict, device: str = "cpu", teacher_dtype: str = "float32",
+          trust_remote_code: bool = False):
+    """Train; returns (student, tokenizer, run dir) for the caller to save. On SIGTERM or
+    SIGUSR2 it checkpoints and exits with EXIT_REQUEUE."""
+    stop = StopFlag()
+    tok = load_tokenizer(student_path, trust_remote_code)
+    check_tokenizers(tok, load_tokenizer(teacher_path, trust_remote_code), student_path, teacher_path)
+    student = load_model(student_path, "float32", device, trust_remote_code)  # fp32 master weights
+    teacher = load_model(teacher_path, teacher_dtype, device, trust_remote_code).requires_grad_(False)
+    s_trunk, s_head = hidden_and_head(student)
+    t_trunk, t_head = hidden_and_head(teacher)
+    opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    # constant after an optional linear warmup (the paper: constant 1e-6, no warmup)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps)))
+    run = RunDir(run_dir, {"student": str(student_path), "teacher": str(teacher_path),
+                           "settings": asdict(settings), "objective": asdict(objective),
+                           "template": template, "prompts": len(prompts)})
+    start, _ = run.load(student, opt, sched)
+    run.truncate_log(start)
+    if start:
+        print(f"resumed from step {start}")
+    backend = HFBackend(student, tok, batch_size=settings.rollout_batch_size, progress=False)
+    prompt_ids = [tok(render_prompt(tok, p["problem"], template, chat), add_special_tokens=False)["input_ids"]
+                  for p in prompts]
+    eval_sampling = SamplingParams(settings.eval_n, settings.eval_temperature, settings.eval_top_p,
+                                   settings.max_new_tokens, settings.seed)
+
+    def validate() -> dict:
+        student.eval()
+        return {name: evaluate(backend, tok, probs, eval_sampling, template, chat, grader)[0][f"avg@{settings.eval_n}"]
+                for name, probs in benchmarks.items()}
+
+    with Grader(**grading) as grader, open(run.log_path, "a") as log:
+        if start == 0 and benchmarks:
+            log.write(json.dumps({"step": 0, "val": validate()}) + "\n")
+        for step in range(start + 1, settings.steps + 1):
+            record = train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head,
+                                t_trunk, t_head, opt, backend, tok, grader)
+            sched.step()
+            if benchmarks and (step % settings.eval_every == 0 or step == settings.steps):
+                record["val"] = validate()
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(f"step {step}: loss {record['loss']:.4f} overlap {record['overlap_ratio']:.3f} "
+                  f"acc {record['accuracy']:.3f} {record.get('val', '')}", flush=True)
+            if step % settings.checkpoint_every == 0 or step == settings.steps or stop:
+                run.save(step, student, opt, sched, {"data_position": step * settings.prompts_per_step})
+            if stop:
+                print(f"signal {stop.signal}: checkpoint at step {step} saved, exiting for a retry", flush=True)
+                raise SystemExit(EXIT_REQUEUE)
+    return student, tok, run
+
+
+def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head, t_trunk, t_head,
+               opt, backend, tok, grader) -> dict:
+    t0 = time.perf_counter()
+    batch = prompt_order(len(prompts), step, settings.prompts_per_step, settings.seed)
+    student.eval()
+    rollouts = backend.generate(
+        [prompt_ids[i] for i in batch],
+        SamplingParams(settings.n, settings.temperature, settings.top_p, settings.max_new_tokens,
+                       seed=settings.seed * 1_000_003 + step),
+    )
+    t1 = time.perf_counter()
+    student.train()
+    n_tokens = sum(len(r.token_ids) for r in rollouts)
+    sums = dict.fromkeys((*METRICS, "overlap_positions"), 0.0)
+    loss_total, teacher_s = 0.0, 0.0
+    rewards = []
+    for start in range(0, len(rollouts), settings.micro_batch_size):
+        mb = rollouts[start:start + settings.micro_batch_size]
+        ids, mask, flat, targets = pack([prompt_ids[batch[r.prompt_index]] for r in mb],
+                                        [r.token_ids for r in mb], tok.pad_token_id)
+        dev = s_head.device
+        ids, mask, flat, targets = ids.to(dev), mask.to(dev), flat.to(dev), targets.to(dev)
+        tt = time.perf_counter()
+        with torch.no_grad():
+            h_t = t_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+            h_t = h_t.reshape(-1, h_t.shape[-1])[flat]
+        teacher_s += time.perf_counter() - tt
+        h_s = s_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+        h_s = h_s.reshape(-1, h_s.shape[-1])[flat]
+        out = opd_loss(h_s, s_head, h_t, t_head, targets, objective, n_tokens, settings.chunk_size)
+        out.loss.backward()
+        loss_total += out.loss.item()
+        for k, v in out.metric_sums.items():
+            sums[k] += v
+        rewards.extend(out.token_reward.split([len(r.token_ids) for r in mb]))
+    grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), settings.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    t2 = time.perf_counter()
+    correct = [grader.grade(tok.decode(r.token_ids, skip_special_tokens=True),
+                            prompts[batch[r.prompt_index]]["answer"]).correct for r in rollouts]
+    t3 = time.perf_counter()
+    positions = max(1, n_tokens)
+    record = {"step": step, "loss": loss_total}
+    record.update({k: sums[k] / positions for k in METRICS if k != "overlap_token_advantage"})
+    record["overlap_token_advantage"] = sums["overlap_token_advantage"] / max(1.0, sums["overlap_positions"])
+    record.update({
+        "accuracy": sum(correct) / len(correct),
+        "rollout_reward_correct": _mean([float(r.mean()) for r, c in zip(rewards, correct) if c]),
+        "rollout_reward_wrong": _mean([float(r.mean()) for r, c in zip(rewards, correct) if not c]),
+        "response_length": n_tokens / len(rollouts),
+        "truncation_rate": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
+        "grad_norm": float(grad_norm),
+        "lr": opt.param_groups[0]["lr"],
+        "tokens_per_s": n_tokens / (t2 - t0),
+        "time_rollout": t1 - t0,
+        "time_teacher": teacher_s,
+        "time_update": t2 - t1 - teacher_s,
+        "time_grading": t3 - t2,
+    })
+    return record
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None

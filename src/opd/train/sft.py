@@ -1,0 +1,114 @@
+"""Supervised fine-tuning on (prompt, response) pairs: the off-policy cold start.
+
+The loss is on response tokens only, normalised by the response tokens of the whole
+optimizer step (not per micro-batch). Cosine schedule with linear warmup
+(``transformers.get_cosine_schedule_with_warmup``); resumable like OPD.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import get_cosine_schedule_with_warmup
+
+from ..models import load_model, load_tokenizer
+from .checkpoint import EXIT_REQUEUE, RunDir, StopFlag
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    epochs: int = 1
+    lr: float = 1e-5
+    warmup_ratio: float = 0.05
+    batch_size: int = 32
+    micro_batch_size: int = 4
+    max_length: int = 14336
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+    seed: int = 0
+
+
+def tokenize_pairs(tok, rows: list[dict], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids + EOS), response cut so the pair fits ``max_length``."""
+    out = []
+    for row in rows:
+        p = tok(row["prompt"], add_special_tokens=False)["input_ids"]
+        r = tok(row["response"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        out.append((p, r[: max(0, max_length - len(p))]))
+    return [(p, r) for p, r in out if r]
+
+
+def batch_indices(num: int, step: int, batch_size: int, seed: int) -> list[int]:
+    """Examples of a step (1-based); each epoch is a seeded permutation."""
+    steps_per_epoch = max(1, num // batch_size)
+    epoch, k = divmod(step - 1, steps_per_epoch)
+    perm = list(range(num))
+    random.Random(seed * 1_000_003 + epoch).shuffle(perm)
+    return perm[k * batch_size:(k + 1) * batch_size]
+
+
+def collate(pairs, pad_id: int):
+    width = max(len(p) + len(r) for p, r in pairs)
+    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    labels = torch.full_like(ids, -100)
+    mask = torch.zeros_like(ids)
+    for b, (p, r) in enumerate(pairs):
+        ids[b, : len(p) + len(r)] = torch.tensor(p + r)
+        labels[b, len(p): len(p) + len(r)] = torch.tensor(r)
+        mask[b, : len(p) + len(r)] = 1
+    return ids, mask, labels
+
+
+def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str | Path, device: str = "cpu",
+          trust_remote_code: bool = False):
+    """Returns (model, tokenizer, run dir); checkpoints and exits EXIT_REQUEUE on a signal."""
+    stop = StopFlag()
+    tok = load_tokenizer(model_path, trust_remote_code)
+    model = load_model(model_path, "float32", device, trust_remote_code)
+    pairs = tokenize_pairs(tok, rows, settings.max_length)
+    if len(pairs) < settings.batch_size:
+        raise ValueError(f"{len(pairs)} SFT examples are fewer than one batch of {settings.batch_size}")
+    total = settings.epochs * (len(pairs) // settings.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    sched = get_cosine_schedule_with_warmup(opt, math.ceil(settings.warmup_ratio * total), total)
+    run = RunDir(run_dir, {"model": str(model_path), "settings": asdict(settings), "examples": len(pairs)})
+    start, _ = run.load(model, opt, sched)
+    run.truncate_log(start)
+    model.train()
+    with open(run.log_path, "a") as log:
+        for step in range(start + 1, total + 1):
+            t0 = time.perf_counter()
+            batch = [pairs[i] for i in batch_indices(len(pairs), step, settings.batch_size, settings.seed)]
+            n_tokens = sum(len(r) for _, r in batch)
+            loss_total = 0.0
+            for i in range(0, len(batch), settings.micro_batch_size):
+                ids, mask, labels = (t.to(device) for t in collate(batch[i:i + settings.micro_batch_size],
+                                                                  tok.pad_token_id))
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                loss = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100,
+                    reduction="sum") / n_tokens
+                loss.backward()
+                loss_total += loss.item()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            log.write(json.dumps({"step": step, "loss": loss_total, "grad_norm": float(grad_norm),
+                                  "lr": sched.get_last_lr()[0], "tokens": n_tokens,
+                                  "seconds": time.perf_counter() - t0}) + "\n")
+            log.flush()
+            if step % settings.checkpoint_every == 0 or step == total or stop:
+                run.save(step, model, opt, sched, {})
+            if stop:
+                print(f"signal {stop.signal}: checkpoint at step {step} saved, exiting for a retry", flush=True)
+                raise SystemExit(EXIT_REQUEUE)
+    model.eval()
+    return model, tok, run

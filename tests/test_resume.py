@@ -1,0 +1,121 @@
+"""A killed or signalled training job resumes from its last checkpoint and ends with the
+same weights as an uninterrupted run (CPU, fixed seed)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from opd.data import toy_problems
+from opd.io import write_jsonl
+from opd.train.checkpoint import EXIT_REQUEUE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
+    write_jsonl(path, toy_problems(5, 40, 1, 3, "p"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, tokenizer):
+    from opd.toy.pretrain import ToyRecipe, pretrain
+
+    path = tmp_path_factory.mktemp("teacher")
+    pretrain(tokenizer, ToyRecipe(layers=1, hidden=32, heads=2, steps=3, batch_size=8, seed=9), path,
+             show_progress=False)
+    return path
+
+
+def opd_command(student, teacher, prompts, work: Path) -> list[str]:
+    settings = {"steps": 24, "prompts_per_step": 2, "n": 2, "max_new_tokens": 10, "lr": 1e-3,
+                "micro_batch_size": 3, "checkpoint_every": 3}
+    return [sys.executable, str(ROOT / "scripts/opd_train.py"), "--student", str(student), "--teacher", str(teacher),
+            "--prompts", str(prompts), "--settings", json.dumps(settings), "--objective", '{"k": 4}',
+            "--run-dir", str(work / "run"), "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")]
+
+
+def sft_command(student, data, work: Path) -> list[str]:
+    settings = {"epochs": 3, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 3, "checkpoint_every": 3}
+    return [sys.executable, str(ROOT / "scripts/sft_train.py"), "--model", str(student), "--data", str(data),
+            "--settings", json.dumps(settings), "--run-dir", str(work / "run"), "--out", str(work / "model"),
+            "--log-out", str(work / "log.jsonl")]
+
+
+def interrupt_after_checkpoint(cmd: list[str], run_dir: Path, sig: int) -> int:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not (run_dir / "latest").exists():
+        assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    return proc.wait(timeout=300)
+
+
+def run(cmd):
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def weights(work: Path) -> dict:
+    return load_file(str(work / "model" / "model.safetensors"))
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] == b[k]).all(), k
+
+
+@pytest.fixture(scope="module")
+def reference_opd(tmp_path_factory, tiny_model_dir, teacher_dir, prompts):
+    work = tmp_path_factory.mktemp("opd_ref")
+    run(opd_command(tiny_model_dir, teacher_dir, prompts, work))
+    return work
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGUSR2], ids=["kill", "term", "usr2"])
+def test_opd_resumes_to_identical_weights(sig, tmp_path, tiny_model_dir, teacher_dir, prompts, reference_opd):
+    cmd = opd_command(tiny_model_dir, teacher_dir, prompts, tmp_path)
+    code = interrupt_after_checkpoint(cmd, tmp_path / "run", sig)
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL
+    else:  # a checkpoint is written at the step boundary, then a distinct exit code
+        assert code == EXIT_REQUEUE
+    assert not (tmp_path / "model").exists()
+    done = run(cmd)
+    assert "resumed from step" in done.stdout
+    assert_same(weights(tmp_path), weights(reference_opd))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 25))  # no step lost or logged twice
+
+
+def test_changed_settings_do_not_resume_a_stale_run(tmp_path, tiny_model_dir, teacher_dir, prompts):
+    cmd = opd_command(tiny_model_dir, teacher_dir, prompts, tmp_path)
+    interrupt_after_checkpoint(cmd, tmp_path / "run", signal.SIGKILL)
+    changed = [c.replace('"lr": 0.001', '"lr": 0.002') for c in cmd]
+    done = run(changed)
+    assert "resumed" not in done.stdout and "starting afresh" in done.stdout
+
+
+def test_sft_resumes_to_identical_weights(tmp_path, tiny_model_dir):
+    data = tmp_path / "sft.jsonl"
+    write_jsonl(data, [{"problem": p["problem"], "response": f"\\boxed{{{p['answer']}}}"}
+                       for p in toy_problems(3, 24, 1, 2, "s")])
+    ref = tmp_path / "ref"
+    run(sft_command(tiny_model_dir, data, ref))
+    work = tmp_path / "work"
+    cmd = sft_command(tiny_model_dir, data, work)
+    assert interrupt_after_checkpoint(cmd, work / "run", signal.SIGKILL) == -signal.SIGKILL
+    run(cmd)
+    assert_same(weights(work), weights(ref))

@@ -1,0 +1,102 @@
+rule opd_train:
+    """On-policy distillation of one experiment; its run directory survives retries."""
+    input:
+        student=lambda wc: model_files(config["experiments"][wc.experiment]["student"]),
+        teacher=lambda wc: model_files(config["experiments"][wc.experiment]["teacher"]),
+        prompts=lambda wc: problem_file(config["experiments"][wc.experiment]["prompts"]),
+        benchmarks=lambda wc: [problem_file(b) for b in experiment_benchmarks(wc.experiment)],
+        script=script_path("opd_train.py"),
+    output:
+        model=directory("results/opd/{experiment}/model"),
+        log="results/opd/{experiment}/train_log.jsonl",
+    wildcard_constraints:
+        experiment=one_of(EXPERIMENTS),
+    params:
+        student=lambda wc: model_source(config["experiments"][wc.experiment]["student"]),
+        teacher=lambda wc: model_source(config["experiments"][wc.experiment]["teacher"]),
+        teacher_dtype=lambda wc: base_entry(config["experiments"][wc.experiment]["teacher"])["dtype"],
+        flags=lambda wc: model_flags(config["experiments"][wc.experiment]["student"]),
+        benchmarks=lambda wc: " ".join(
+            f"--benchmark {b}={problem_file(b)}" for b in experiment_benchmarks(wc.experiment)
+        ),
+        settings=lambda wc: as_json(config["experiments"][wc.experiment]["train"]),
+        objective=lambda wc: as_json(config["experiments"][wc.experiment]["objective"]),
+        template=lambda wc: experiment_template(wc.experiment),
+        grading=as_json(config["eval"]["grading"]),
+        run_dir="results/runs/opd/{experiment}",
+    log:
+        "logs/opd_train/{experiment}.log",
+    threads: rule_threads("opd_train")
+    resources:
+        **rule_resources("opd_train"),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {input.script} --student {params.student:q} --teacher {params.teacher:q} "
+        "--teacher-dtype {params.teacher_dtype} {params.flags} --prompts {input.prompts} {params.benchmarks} "
+        "--settings {params.settings:q} --objective {params.objective:q} --template {params.template:q} "
+        "--grading {params.grading:q} --run-dir {params.run_dir} --out {output.model} "
+        "--log-out {output.log} --threads {threads} > {log} 2>&1"
+
+
+rule teacher_rollouts:
+    """The teacher's filtered answers to the cold-start prompts."""
+    input:
+        teacher=lambda wc: model_files(config["sft"][wc.sft]["teacher"]),
+        prompts=lambda wc: problem_file(config["sft"][wc.sft]["prompts"]),
+        script=script_path("teacher_rollouts.py"),
+    output:
+        rollouts="results/sft/{sft}/teacher_rollouts.jsonl",
+        report="results/sft/{sft}/filter_report.json",
+    wildcard_constraints:
+        sft=one_of(SFT_RUNS),
+    params:
+        teacher=lambda wc: model_source(config["sft"][wc.sft]["teacher"]),
+        flags=lambda wc: model_flags(config["sft"][wc.sft]["teacher"]),
+        dtype=lambda wc: base_entry(config["sft"][wc.sft]["teacher"])["dtype"],
+        sampling=lambda wc: as_json(config["sft"][wc.sft]["sampling"]),
+        filter=lambda wc: as_json(config["sft"][wc.sft]["filter"]),
+        template=lambda wc: config["eval"]["prompt_template"],
+        batch_size=config["eval"]["batch_size"],
+    log:
+        "logs/teacher_rollouts/{sft}.log",
+    threads: rule_threads("teacher_rollouts")
+    resources:
+        **rule_resources("teacher_rollouts"),
+    conda:
+        "../../envs/rollout.yaml"
+    shell:
+        "python {input.script} --teacher {params.teacher:q} {params.flags} --dtype {params.dtype} "
+        "--prompts {input.prompts} --sampling {params.sampling:q} --filter {params.filter:q} "
+        "--template {params.template:q} --batch-size {params.batch_size} --threads {threads} "
+        "--out {output.rollouts} --report {output.report} > {log} 2>&1"
+
+
+rule sft:
+    """Off-policy cold start: the student fine-tuned on the teacher's answers."""
+    input:
+        student=lambda wc: model_files(config["sft"][wc.sft]["student"]),
+        data="results/sft/{sft}/teacher_rollouts.jsonl",
+        script=script_path("sft_train.py"),
+    output:
+        model=directory("results/sft/{sft}/model"),
+        log="results/sft/{sft}/train_log.jsonl",
+    wildcard_constraints:
+        sft=one_of(SFT_RUNS),
+    params:
+        student=lambda wc: model_source(config["sft"][wc.sft]["student"]),
+        flags=lambda wc: model_flags(config["sft"][wc.sft]["student"]),
+        settings=lambda wc: as_json(config["sft"][wc.sft]["train"]),
+        template=lambda wc: config["eval"]["prompt_template"],
+        run_dir="results/runs/sft/{sft}",
+    log:
+        "logs/sft/{sft}.log",
+    threads: rule_threads("sft")
+    resources:
+        **rule_resources("sft"),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {input.script} --model {params.student:q} {params.flags} --data {input.data} "
+        "--settings {params.settings:q} --template {params.template:q} --run-dir {params.run_dir} "
+        "--out {output.model} --log-out {output.log} --threads {threads} > {log} 2>&1"
