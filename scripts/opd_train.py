@@ -2,7 +2,6 @@
 """On-policy distillation of a student from a teacher (resumable; see opd.train.opd)."""
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -11,9 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from opd.data import read_problems  # noqa: E402
-from opd.io import atomic_dir, atomic_open  # noqa: E402
 from opd.losses import Objective  # noqa: E402
-from opd.models import save_model  # noqa: E402
+from opd.train.checkpoint import export  # noqa: E402
 from opd.train.opd import OPDSettings, train  # noqa: E402
 
 
@@ -49,10 +47,7 @@ def main() -> None:
         template=args.template, chat=not args.no_chat, grading=json.loads(args.grading),
         device=args.device, teacher_dtype=args.teacher_dtype, trust_remote_code=args.trust_remote_code,
     )
-    with atomic_dir(args.out) as tmp:
-        save_model(student, tok, tmp)
-    with atomic_open(args.log_out) as f, open(run.log_path) as src:
-        shutil.copyfileobj(src, f)
+    export(student, tok, run, args.out, args.log_out)
     print(f"wrote {args.out} and {args.log_out}")
 
 

@@ -3,7 +3,6 @@
 resumable from --run-dir (see opd.train.sft)."""
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -12,8 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from opd.data import render_prompt  # noqa: E402
-from opd.io import atomic_dir, atomic_open, read_jsonl  # noqa: E402
-from opd.models import load_tokenizer, save_model  # noqa: E402
+from opd.io import read_jsonl  # noqa: E402
+from opd.models import load_tokenizer  # noqa: E402
+from opd.train.checkpoint import export  # noqa: E402
 from opd.train.sft import SFTSettings, train  # noqa: E402
 
 
@@ -37,10 +37,7 @@ def main() -> None:
             for r in read_jsonl(args.data, required=("problem", "response"))]
     model, tok, run = train(args.model, rows, SFTSettings(**json.loads(args.settings)), args.run_dir,
                             args.device, args.trust_remote_code)
-    with atomic_dir(args.out) as tmp:
-        save_model(model, tok, tmp)
-    with atomic_open(args.log_out) as f, open(run.log_path) as src:
-        shutil.copyfileobj(src, f)
+    export(model, tok, run, args.out, args.log_out)
     print(f"wrote {args.out}")
 
 

@@ -108,6 +108,19 @@ def test_changed_settings_do_not_resume_a_stale_run(tmp_path, tiny_model_dir, te
     assert "resumed" not in done.stdout and "starting afresh" in done.stdout
 
 
+def test_a_retrained_student_does_not_resume_a_stale_run(tmp_path, tokenizer, teacher_dir, prompts):
+    from opd.toy.pretrain import ToyRecipe, pretrain
+
+    student = tmp_path / "student"
+    recipe = ToyRecipe(layers=1, hidden=32, heads=2, steps=3, batch_size=8)
+    pretrain(tokenizer, recipe, student, show_progress=False)
+    cmd = opd_command(student, teacher_dir, prompts, tmp_path)
+    interrupt_after_checkpoint(cmd, tmp_path / "run", signal.SIGKILL)
+    pretrain(tokenizer, ToyRecipe(**{**recipe.__dict__, "seed": 1}), student, show_progress=False)
+    done = run(cmd)
+    assert "resumed" not in done.stdout and "starting afresh" in done.stdout
+
+
 def test_sft_resumes_to_identical_weights(tmp_path, tiny_model_dir):
     data = tmp_path / "sft.jsonl"
     write_jsonl(data, [{"problem": p["problem"], "response": f"\\boxed{{{p['answer']}}}"}

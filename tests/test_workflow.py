@@ -41,7 +41,10 @@ def test_run_writes_table_summary_and_per_sample_records(study):
 def test_cold_start_and_opd_experiment(study):
     workdir, _ = study
     report = json.loads((workdir / "results/sft/cold/filter_report.json").read_text())
-    assert report["generated"] == 8 and report["kept"] + sum(report["dropped"].values()) == 8
+    dedup_sft = json.loads((workdir / "results/data/prompts/sft_p.dedup.json").read_text())
+    assert report["generated"] == dedup_sft["kept"]
+    assert report["kept"] + sum(report["dropped"].values()) == report["generated"]
+    assert report["kept"] >= 4  # at least one SFT batch
     dedup = json.loads((workdir / "results/data/prompts/opd_p.dedup.json").read_text())
     assert dedup["kept"] + dedup["removed_as_duplicates"] == 20
     opd = {json.loads(l)["problem"] for l in (workdir / "results/data/prompts/opd_p.jsonl").read_text().splitlines()}
@@ -97,8 +100,13 @@ def test_invalid_config_fails_before_any_job(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def base_only(config: dict) -> dict:
+    """The config without training: models and benchmarks only."""
+    return {k: v for k, v in config.items() if k not in ("prompt_sets", "sft", "experiments")}
+
+
 def test_local_model_path_is_loaded_in_place(tmp_path, tiny_model_dir):
-    config = tiny_config()
+    config = base_only(tiny_config())
     config["models"] = {"mirror": {"path": str(tiny_model_dir)}}
     config["benchmarks"] = {"easy": config["benchmarks"]["easy"]}
     cfg = write_config(tmp_path / "config.yaml", config)
@@ -110,7 +118,7 @@ def test_local_model_path_is_loaded_in_place(tmp_path, tiny_model_dir):
 
 
 def test_missing_local_model_is_reported_before_running(tmp_path):
-    config = tiny_config()
+    config = base_only(tiny_config())
     config["models"] = {"gone": {"path": str(tmp_path / "no_such_model")}}
     cfg = write_config(tmp_path / "config.yaml", config)
     run = snakemake(tmp_path, "--configfile", str(cfg), "-n")

@@ -45,14 +45,16 @@ def tiny_config() -> dict:
     return {
         "models": {
             "student": {"toy": {**model, "max_digits": 2, "seed": 1}},
-            "teacher": {"toy": {**model, "max_digits": 3, "seed": 2}},
+            # trained long enough to write well-formed answers, which the cold start keeps
+            "teacher": {"toy": {"layers": 1, "hidden": 64, "heads": 2, "steps": 120, "batch_size": 32, "lr": 3e-3,
+                                "warmup": 10, "max_digits": 3, "seed": 2}},
         },
         "benchmarks": {
             "easy": {"toy": {"min_digits": 1, "max_digits": 2, "count": 4, "seed": 11}},
             "hard": {"toy": {"min_digits": 3, "max_digits": 3, "count": 4, "seed": 12}},
         },
         "prompt_sets": {
-            "sft_p": {"toy": {"min_digits": 1, "max_digits": 2, "count": 8, "seed": 21}, "exclude": ["easy", "hard"]},
+            "sft_p": {"toy": {"min_digits": 1, "max_digits": 2, "count": 12, "seed": 21}, "exclude": ["easy", "hard"]},
             "opd_p": {"toy": {"min_digits": 1, "max_digits": 3, "count": 20, "seed": 22},
                       "exclude": ["easy", "hard", "sft_p"]},
         },

@@ -1,30 +1,3 @@
-BASE_EVAL = base_eval_pairs(config)
-EXPERIMENT_EVALS = sorted(
-    {
-        (m, b)
-        for name, e in config["experiments"].items()
-        for b in experiment_benchmarks(name)
-        for m in (name, e["student"], e["teacher"])
-    }
-)
-ALL_EVALS = sorted(set(BASE_EVAL) | set(EXPERIMENT_EVALS))
-
-
-def experiments_manifest():
-    return as_json(
-        {
-            name: {
-                "student": e["student"],
-                "teacher": e["teacher"],
-                "section": e["section"],
-                "benchmarks": experiment_benchmarks(name),
-                "log": f"results/opd/{name}/train_log.jsonl",
-            }
-            for name, e in config["experiments"].items()
-        }
-    )
-
-
 rule tables:
     """The base-evaluation and experiment tables, and results/summary.json."""
     input:

@@ -14,6 +14,7 @@ the job fails and its retry resumes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import signal
@@ -22,7 +23,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..io import atomic_dir, read_json, write_json, write_text
+from ..io import atomic_dir, atomic_open, read_json, write_json, write_text
+from ..models import save_model
 
 EXIT_REQUEUE = 75  # EX_TEMPFAIL: stopped on a signal after saving a checkpoint
 
@@ -111,6 +113,19 @@ class RunDir:
         write_text(self.log_path, "".join(ln + "\n" for ln in kept))
 
 
+def source_fingerprint(source: str | Path) -> object:
+    """What identifies a model's weights: its files' names, sizes and times for a local
+    directory (a retrained model at the same path differs), the id itself for a hub id."""
+    path = Path(str(source))
+    if not path.is_dir():
+        return str(source)
+    return sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in path.iterdir() if f.is_file())
+
+
+def content_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
 def _untie(state: dict) -> dict:
     """safetensors refuses shared storage (tied embeddings): store each tensor once."""
     seen, out = {}, {}
@@ -121,3 +136,11 @@ def _untie(state: dict) -> dict:
         seen[key] = k
         out[k] = v
     return out
+
+
+def export(model, tokenizer, run: RunDir, out_dir: str | Path, log_out: str | Path) -> None:
+    """The job's declared outputs: the final model (HF format) and the step log, atomically."""
+    with atomic_dir(out_dir) as tmp:
+        save_model(model, tokenizer, tmp)
+    with atomic_open(log_out) as f, open(run.log_path) as src:
+        shutil.copyfileobj(src, f)

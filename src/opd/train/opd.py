@@ -24,7 +24,7 @@ from ..losses import METRICS, Objective, opd_loss
 from ..models import load_model, load_tokenizer, same_tokenizer
 from ..rollout import SamplingParams
 from ..rollout.hf import HFBackend
-from .checkpoint import EXIT_REQUEUE, RunDir, StopFlag
+from .checkpoint import EXIT_REQUEUE, RunDir, StopFlag, content_hash, source_fingerprint
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,9 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     # constant after an optional linear warmup (the paper: constant 1e-6, no warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps)))
-    run = RunDir(run_dir, {"student": str(student_path), "teacher": str(teacher_path),
+    run = RunDir(run_dir, {"student": source_fingerprint(student_path), "teacher": source_fingerprint(teacher_path),
                            "settings": asdict(settings), "objective": asdict(objective),
-                           "template": template, "prompts": len(prompts)})
+                           "template": template, "prompts": content_hash(prompts)})
     start, _ = run.load(student, opt, sched)
     run.truncate_log(start)
     if start:

@@ -18,7 +18,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from ..models import load_model, load_tokenizer
-from .checkpoint import EXIT_REQUEUE, RunDir, StopFlag
+from .checkpoint import EXIT_REQUEUE, RunDir, StopFlag, content_hash, source_fingerprint
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
     total = settings.epochs * (len(pairs) // settings.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, math.ceil(settings.warmup_ratio * total), total)
-    run = RunDir(run_dir, {"model": str(model_path), "settings": asdict(settings), "examples": len(pairs)})
+    run = RunDir(run_dir, {"model": source_fingerprint(model_path), "settings": asdict(settings),
+                           "examples": content_hash(pairs)})
     start, _ = run.load(model, opt, sched)
     run.truncate_log(start)
     model.train()
