@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Pretrain a toy model from a recipe (JSON), or check that a hub/local model loads."""
+"""Pretrain a toy model from a recipe (JSON). Hub and local models need no preparation:
+the rules load them in place."""
 import argparse
 import json
 import sys
