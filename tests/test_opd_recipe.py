@@ -37,3 +37,14 @@ def test_pack_points_each_response_token_at_the_position_that_predicts_it(tokeni
         h = trunk(input_ids=ids, attention_mask=mask).last_hidden_state.reshape(-1, head.shape[1])[flat]
         logits = model(input_ids=ids, attention_mask=mask).logits.reshape(-1, head.shape[0])[flat]
     assert torch.allclose(h @ head.T, logits, atol=1e-5)
+
+
+def test_prediction_positions_are_row_major_and_skip_prompts_and_padding():
+    from opd.batching import IGNORE, pad_pairs, prediction_positions
+
+    ids, mask, labels = pad_pairs([[1, 2], [3]], [[4], [5, 6, 7]], pad_id=0)
+    assert ids.tolist() == [[1, 2, 4, 0], [3, 5, 6, 7]]
+    assert mask.tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert labels.tolist() == [[IGNORE, IGNORE, 4, IGNORE], [IGNORE, 5, 6, 7]]
+    flat, targets = prediction_positions(labels)
+    assert flat.tolist() == [1, 4, 5, 6] and targets.tolist() == [4, 5, 6, 7]

@@ -92,11 +92,6 @@ def _check_sources(config: dict) -> None:
                 raise ConfigError(f"{_key([kind, name, 'toy', 'hidden'])}: not divisible by heads")
 
 
-def model_names(config: dict) -> list[str]:
-    """Every name a model can be referred to by: base models, SFT and OPD outputs."""
-    return [*config["models"], *config["sft"], *config["experiments"]]
-
-
 def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
     seen: dict[str, str] = {}
     for kind in ("models", "sft", "experiments"):

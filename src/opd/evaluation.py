@@ -6,10 +6,9 @@ import math
 import time
 from dataclasses import asdict
 
-from .progress import progress
-
 from .data import render_prompt
 from .grading import Grader
+from .progress import progress
 from .rollout import SamplingParams
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from ..progress import progress
 
+from ..batching import pad_pairs, prediction_positions
+from ..progress import progress
 from . import Rollout, SamplingParams
 
 
@@ -75,17 +76,13 @@ class HFBackend:
 def response_logprobs(model, prompts: list[list[int]], responses: list[list[int]],
                       pad_id: int) -> list[list[float]]:
     """log p(response token | prefix) for each response token, by one teacher-forced pass."""
-    seqs = [p + r for p, r in zip(prompts, responses)]
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, s in enumerate(seqs):  # right padding keeps positions simple
-        ids[row, : len(s)] = torch.tensor(s)
-        mask[row, : len(s)] = 1
+    ids, mask, labels = pad_pairs(prompts, responses, pad_id)
+    flat, targets = prediction_positions(labels)
     logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-    out = []
-    for row, (p, r) in enumerate(zip(prompts, responses)):
-        lg = logits[row, len(p) - 1: len(p) + len(r) - 1].float()
-        tok = torch.tensor(r, device=lg.device)
-        out.append((lg.log_softmax(-1).gather(-1, tok[:, None])[:, 0]).tolist())
+    picked = logits.reshape(-1, logits.shape[-1])[flat.to(logits.device)].float().log_softmax(-1)
+    logprobs = picked.gather(-1, targets.to(logits.device)[:, None])[:, 0].tolist()
+    out, start = [], 0
+    for r in responses:
+        out.append(logprobs[start:start + len(r)])
+        start += len(r)
     return out

@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ..progress import progress
 from transformers import AutoModelForCausalLM
 
+from ..batching import pad_pairs
 from ..data import render_prompt
 from ..models import save_model, toy_config
+from ..progress import progress
 from .task import sample_problem, solution
-
-IGNORE = -100
-
 
 @dataclass(frozen=True)
 class ToyRecipe:
@@ -43,24 +41,14 @@ class ToyRecipe:
 
 def make_batch(tokenizer, recipe: ToyRecipe, rng: random.Random):
     """Right-padded input ids, attention mask and response-only labels."""
-    seqs, labels = [], []
+    prompts, responses = [], []
     for _ in range(recipe.batch_size):
         p = sample_problem(rng, recipe.min_digits, recipe.max_digits, recipe.max_digit)
         prompt = render_prompt(tokenizer, p.question, recipe.prompt_template, chat=True)
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        r_ids = tokenizer(solution(p, recipe.format), add_special_tokens=False)["input_ids"]
-        r_ids.append(tokenizer.eos_token_id)
-        seqs.append(p_ids + r_ids)
-        labels.append([IGNORE] * len(p_ids) + r_ids)
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
-    lab = torch.full_like(ids, IGNORE)
-    mask = torch.zeros_like(ids)
-    for i, (s, l) in enumerate(zip(seqs, labels)):
-        ids[i, : len(s)] = torch.tensor(s)
-        lab[i, : len(l)] = torch.tensor(l)
-        mask[i, : len(s)] = 1
-    return ids, mask, lab
+        prompts.append(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        responses.append(tokenizer(solution(p, recipe.format), add_special_tokens=False)["input_ids"]
+                         + [tokenizer.eos_token_id])
+    return pad_pairs(prompts, responses, tokenizer.pad_token_id)
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:

@@ -85,6 +85,16 @@ class RunDir:
             shutil.rmtree(old, ignore_errors=True)
         return self.path / name
 
+    def end_step(self, step: int, last_step: int, every: int, stop: StopFlag, model, optimizer, scheduler,
+                 extra: dict | None = None) -> None:
+        """Checkpoint every ``every`` steps, at the last step and on a signal; after a signal,
+        exit with EXIT_REQUEUE so the job's retry resumes."""
+        if step % every == 0 or step == last_step or stop:
+            self.save(step, model, optimizer, scheduler, extra or {})
+        if stop:
+            print(f"signal {stop.signal}: checkpoint at step {step} saved, exiting for a retry", flush=True)
+            raise SystemExit(EXIT_REQUEUE)
+
     def load(self, model, optimizer, scheduler) -> tuple[int, dict]:
         """Restore the latest checkpoint into the given objects; returns (step, extra)."""
         ckpt = self.latest()

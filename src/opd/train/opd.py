@@ -10,13 +10,13 @@ trained on. Checkpoints go to a run directory and a killed run resumes from the 
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from ..batching import epoch_permutation, pad_pairs, prediction_positions
 from ..data import render_prompt
 from ..evaluation import evaluate
 from ..grading import Grader
@@ -24,7 +24,7 @@ from ..losses import METRICS, Objective, opd_loss
 from ..models import load_model, load_tokenizer, same_tokenizer
 from ..rollout import SamplingParams
 from ..rollout.hf import HFBackend
-from .checkpoint import EXIT_REQUEUE, RunDir, StopFlag, content_hash, source_fingerprint
+from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
 
 
 @dataclass(frozen=True)
@@ -56,29 +56,17 @@ class TokenizerMismatch(ValueError):
 
 def prompt_order(num_prompts: int, step: int, per_step: int, seed: int) -> list[int]:
     """Prompt indices of a step (1-based): epochs are seeded permutations, back to back."""
-    out = []
-    for pos in range((step - 1) * per_step, step * per_step):
-        epoch, i = divmod(pos, num_prompts)
-        perm = list(range(num_prompts))
-        random.Random(seed * 1_000_003 + epoch).shuffle(perm)
-        out.append(perm[i])
-    return out
+    first_epoch, last_epoch = (step - 1) * per_step // num_prompts, (step * per_step - 1) // num_prompts
+    order = [i for e in range(first_epoch, last_epoch + 1) for i in epoch_permutation(num_prompts, e, seed)]
+    start = (step - 1) * per_step - first_epoch * num_prompts
+    return order[start:start + per_step]
 
 
 def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
     """Right-padded ids, mask, the flat indices of the positions that predict each response
     token, and those tokens."""
-    seqs = [p + r for p, r in zip(prompts, responses)]
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    flat, targets = [], []
-    for b, (p, r) in enumerate(zip(prompts, responses)):
-        ids[b, : len(p) + len(r)] = torch.tensor(p + r)
-        mask[b, : len(p) + len(r)] = 1
-        flat.extend(b * width + len(p) - 1 + k for k in range(len(r)))
-        targets.extend(r)
-    return ids, mask, torch.tensor(flat), torch.tensor(targets)
+    ids, mask, labels = pad_pairs(prompts, responses, pad_id)
+    return (ids, mask, *prediction_positions(labels))
 
 
 def hidden_and_head(model):
@@ -144,11 +132,8 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
             log.flush()
             print(f"step {step}: loss {record['loss']:.4f} overlap {record['overlap_ratio']:.3f} "
                   f"acc {record['accuracy']:.3f} {record.get('val', '')}", flush=True)
-            if step % settings.checkpoint_every == 0 or step == settings.steps or stop:
-                run.save(step, student, opt, sched, {"data_position": step * settings.prompts_per_step})
-            if stop:
-                print(f"signal {stop.signal}: checkpoint at step {step} saved, exiting for a retry", flush=True)
-                raise SystemExit(EXIT_REQUEUE)
+            run.end_step(step, settings.steps, settings.checkpoint_every, stop, student, opt, sched,
+                         {"data_position": step * settings.prompts_per_step})
     return student, tok, run
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,8 +16,9 @@ from pathlib import Path
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from ..batching import IGNORE, epoch_permutation, pad_pairs
 from ..models import load_model, load_tokenizer
-from .checkpoint import EXIT_REQUEUE, RunDir, StopFlag, content_hash, source_fingerprint
+from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
 
 
 @dataclass(frozen=True)
@@ -46,24 +46,11 @@ def tokenize_pairs(tok, rows: list[dict], max_length: int) -> list[tuple[list[in
 
 
 def batch_indices(num: int, step: int, batch_size: int, seed: int) -> list[int]:
-    """Examples of a step (1-based); each epoch is a seeded permutation."""
+    """Examples of a step (1-based); each epoch is a seeded permutation, its last partial
+    batch dropped."""
     steps_per_epoch = max(1, num // batch_size)
     epoch, k = divmod(step - 1, steps_per_epoch)
-    perm = list(range(num))
-    random.Random(seed * 1_000_003 + epoch).shuffle(perm)
-    return perm[k * batch_size:(k + 1) * batch_size]
-
-
-def collate(pairs, pad_id: int):
-    width = max(len(p) + len(r) for p, r in pairs)
-    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
-    labels = torch.full_like(ids, -100)
-    mask = torch.zeros_like(ids)
-    for b, (p, r) in enumerate(pairs):
-        ids[b, : len(p) + len(r)] = torch.tensor(p + r)
-        labels[b, len(p): len(p) + len(r)] = torch.tensor(r)
-        mask[b, : len(p) + len(r)] = 1
-    return ids, mask, labels
+    return epoch_permutation(num, epoch, seed)[k * batch_size:(k + 1) * batch_size]
 
 
 def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str | Path, device: str = "cpu",
@@ -90,11 +77,12 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
             n_tokens = sum(len(r) for _, r in batch)
             loss_total = 0.0
             for i in range(0, len(batch), settings.micro_batch_size):
-                ids, mask, labels = (t.to(device) for t in collate(batch[i:i + settings.micro_batch_size],
-                                                                  tok.pad_token_id))
+                micro = batch[i:i + settings.micro_batch_size]
+                ids, mask, labels = (t.to(device) for t in pad_pairs([p for p, _ in micro], [r for _, r in micro],
+                                                                    tok.pad_token_id))
                 logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
                 loss = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100,
+                    logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE,
                     reduction="sum") / n_tokens
                 loss.backward()
                 loss_total += loss.item()
@@ -106,10 +94,6 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
                                   "lr": sched.get_last_lr()[0], "tokens": n_tokens,
                                   "seconds": time.perf_counter() - t0}) + "\n")
             log.flush()
-            if step % settings.checkpoint_every == 0 or step == total or stop:
-                run.save(step, model, opt, sched, {})
-            if stop:
-                print(f"signal {stop.signal}: checkpoint at step {step} saved, exiting for a retry", flush=True)
-                raise SystemExit(EXIT_REQUEUE)
+            run.end_step(step, total, settings.checkpoint_every, stop, model, opt, sched)
     model.eval()
     return model, tok, run

@@ -1,0 +1,37 @@
+"""Batches of (prompt, response) token sequences and the seeded order examples are seen in."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+IGNORE = -100
+
+
+def pad_pairs(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
+    """Right-padded prompt + response rows, their attention mask, and labels holding each
+    response token at its own position (``IGNORE`` elsewhere), as HF causal LMs take them."""
+    width = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    labels = torch.full_like(ids, IGNORE)
+    mask = torch.zeros_like(ids)
+    for b, (p, r) in enumerate(zip(prompts, responses)):
+        ids[b, : len(p) + len(r)] = torch.tensor(p + r)
+        labels[b, len(p): len(p) + len(r)] = torch.tensor(r)
+        mask[b, : len(p) + len(r)] = 1
+    return ids, mask, labels
+
+
+def prediction_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat (row-major) indices of the positions that predict each response token, one
+    before it, and those tokens."""
+    pos = (labels.flatten() != IGNORE).nonzero()[:, 0]
+    return pos - 1, labels.flatten()[pos]
+
+
+def epoch_permutation(num: int, epoch: int, seed: int) -> list[int]:
+    """The order of ``num`` examples in one epoch: a permutation seeded by (seed, epoch)."""
+    perm = list(range(num))
+    random.Random(seed * 1_000_003 + epoch).shuffle(perm)
+    return perm
