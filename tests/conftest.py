@@ -30,3 +30,16 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     path = tmp_path_factory.mktemp("tiny_model")
     pretrain(tokenizer, ToyRecipe(layers=1, hidden=32, heads=2, steps=3, batch_size=8), path, show_progress=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory):
+    """A completed local run of the tiny toy world: (workdir, config)."""
+    from workflow_utils import snakemake, tiny_config, write_config
+
+    workdir = tmp_path_factory.mktemp("study")
+    config = tiny_config()
+    cfg = write_config(workdir / "config.yaml", config)
+    run = snakemake(workdir, "--configfile", str(cfg), "--cores", "2")
+    assert run.returncode == 0, run.stderr[-4000:]
+    return workdir, config

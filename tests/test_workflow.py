@@ -9,17 +9,6 @@ from workflow_utils import ROOT, job_counts, snakemake, tiny_config, write_confi
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """A completed run of the tiny toy world: (workdir, config)."""
-    workdir = tmp_path_factory.mktemp("study")
-    config = tiny_config()
-    cfg = write_config(workdir / "config.yaml", config)
-    run = snakemake(workdir, "--configfile", str(cfg), "--cores", "2")
-    assert run.returncode == 0, run.stderr[-4000:]
-    return workdir, config
-
-
 def test_run_writes_table_summary_and_per_sample_records(study):
     workdir, config = study
     table = (workdir / "results/tables/base_eval.md").read_text()

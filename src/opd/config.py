@@ -19,6 +19,9 @@ class ConfigError(ValueError):
     pass
 
 
+MULTI_NODE_RULES = ("opd_train", "sft")  # the rules whose scripts run one process per GPU
+
+
 def _with_defaults(cls):
     """A validator class that fills each property's ``default`` before checking it."""
     check_properties = cls.VALIDATORS["properties"]
@@ -124,6 +127,12 @@ def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
         for rule in config["resources"]["rules"]:
             if rule not in rule_names:
                 raise ConfigError(f"{_key(['resources', 'rules', rule])}: no rule named {rule!r}")
+    if (config["resources"]["default"].get("nodes") or 1) > 1:
+        raise ConfigError(f"{_key(['resources', 'default', 'nodes'])}: several nodes only per training rule")
+    for rule, res in config["resources"]["rules"].items():
+        if (res.get("nodes") or 1) > 1 and rule not in MULTI_NODE_RULES:
+            raise ConfigError(f"{_key(['resources', 'rules', rule, 'nodes'])}: only "
+                              f"{', '.join(MULTI_NODE_RULES)} can span several nodes")
 
 
 def _check_acyclic(config: dict) -> None:

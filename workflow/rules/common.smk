@@ -1,11 +1,14 @@
 import json
+import os
 import re
+import signal
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from opd.config import (  # noqa: E402
+    MULTI_NODE_RULES,
     ConfigError,
     base_eval_pairs,
     load_schema,
@@ -14,8 +17,15 @@ from opd.config import (  # noqa: E402
     template_for,
     validate_config,
 )
+from opd.launch import launch_prefix, slurm_resources  # noqa: E402
 
 SCRIPTS = Path(workflow.basedir) / "scripts"
+
+if "SLURM_JOB_ID" in os.environ:
+    # SLURM's warning signal (--signal=USR2@s, scancel --signal=USR2) reaches every process
+    # of the job step: Snakemake's job process and its shell must outlive it, so that the
+    # training script (which installs its own handler) checkpoints and exits 75 for a retry.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 def script_path(name):
@@ -32,7 +42,7 @@ RULES_WITH_RESOURCES = (
     "teacher_rollouts",
     "sft",
 )
-BUILTIN_RESOURCES = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "gpus": 0}
+BUILTIN_RESOURCES = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "gpus": 0, "nodes": 1, "checkpoint_signal_s": 300}
 
 try:
     validate_config(
@@ -124,13 +134,12 @@ def rule_threads(rule):
 
 def rule_resources(rule):
     """Config resources in the names Snakemake and its SLURM executor read."""
-    r = resources_for(config, rule, BUILTIN_RESOURCES)
-    out = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpu": r["gpus"]}
-    for key, name in (("gpu_model", "gpu_model"), ("nodes", "nodes"), ("partition", "slurm_partition"),
-                      ("account", "slurm_account"), ("slurm_extra", "slurm_extra")):
-        if r.get(key) is not None:
-            out[name] = r[key]
-    return out
+    return slurm_resources(resources_for(config, rule, BUILTIN_RESOURCES), training=rule in MULTI_NODE_RULES)
+
+
+def rule_launcher(rule):
+    """``python``, or ``torchrun``/``srun`` for a rule given several GPUs or nodes."""
+    return launch_prefix(resources_for(config, rule, BUILTIN_RESOURCES))
 
 
 def as_json(obj):

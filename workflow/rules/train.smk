@@ -24,6 +24,7 @@ rule opd_train:
         template=lambda wc: experiment_template(wc.experiment),
         grading=as_json(config["eval"]["grading"]),
         run_dir="results/runs/opd/{experiment}",
+        launch=rule_launcher("opd_train"),
     log:
         "logs/opd_train/{experiment}.log",
     threads: rule_threads("opd_train")
@@ -32,7 +33,7 @@ rule opd_train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {input.script} --student {params.student:q} --teacher {params.teacher:q} "
+        "{params.launch} {input.script} --student {params.student:q} --teacher {params.teacher:q} "
         "--teacher-dtype {params.teacher_dtype} {params.flags} --prompts {input.prompts} {params.benchmarks} "
         "--settings {params.settings:q} --objective {params.objective:q} --template {params.template:q} "
         "--grading {params.grading:q} --run-dir {params.run_dir} --out {output.model} "
@@ -89,6 +90,7 @@ rule sft:
         settings=lambda wc: as_json(config["sft"][wc.sft]["train"]),
         template=lambda wc: config["eval"]["prompt_template"],
         run_dir="results/runs/sft/{sft}",
+        launch=rule_launcher("sft"),
     log:
         "logs/sft/{sft}.log",
     threads: rule_threads("sft")
@@ -97,6 +99,6 @@ rule sft:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {input.script} --model {params.student:q} {params.flags} --data {input.data} "
+        "{params.launch} {input.script} --model {params.student:q} {params.flags} --data {input.data} "
         "--settings {params.settings:q} --template {params.template:q} --run-dir {params.run_dir} "
         "--out {output.model} --log-out {output.log} --threads {threads} > {log} 2>&1"

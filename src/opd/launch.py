@@ -1,0 +1,64 @@
+"""Where a rule's job runs and how its processes start: the config's ``resources`` in the
+names Snakemake's SLURM executor reads, and the command prefix that starts one process
+per GPU (``python``, ``torchrun`` on one node, ``srun`` + ``torchrun`` across nodes).
+
+A cluster admin edits ``resources`` in the config; rules never name partitions or GPUs.
+"""
+
+from __future__ import annotations
+
+RDZV_PORT = 29500
+
+
+def slurm_resources(r: dict, training: bool) -> dict:
+    """Snakemake resources for one rule from its merged config resources ``r``.
+
+    One node: ``gpu`` (+ ``gpu_model``) becomes ``--gpus``. Several nodes: GPUs are
+    requested per node with ``--gres`` and the job runs one task per node in its batch
+    step (``mpi``), where the launcher's own ``srun`` starts ``torchrun`` on every node;
+    ``gpu`` together with ``tasks`` would give ``--ntasks-per-gpu`` instead. Training
+    jobs ask SLURM for USR2 ``checkpoint_signal_s`` seconds before their time limit: they
+    checkpoint on it and their retry resumes.
+    """
+    out = {"mem_mb": r["mem_mb"], "runtime": r["runtime"]}
+    nodes, gpus = r.get("nodes") or 1, r["gpus"]
+    extra = [r["slurm_extra"]] if r.get("slurm_extra") else []
+    if nodes == 1:
+        out["gpu"] = gpus
+        if gpus and r.get("gpu_model"):
+            out["gpu_model"] = r["gpu_model"]
+    else:
+        if not training:
+            raise ValueError("nodes > 1 is only supported for training rules (opd_train, sft)")
+        out.update(nodes=nodes, tasks=nodes, tasks_per_gpu=0, mpi="srun")
+        if gpus:
+            out["gres"] = f"gpu:{r['gpu_model']}:{gpus}" if r.get("gpu_model") else f"gpu:{gpus}"
+        extra.append("--ntasks-per-node=1")
+    if training and r.get("checkpoint_signal_s"):
+        extra.append(f"--signal=USR2@{r['checkpoint_signal_s']}")
+    if r.get("partition"):
+        out["slurm_partition"] = r["partition"]
+    if r.get("account"):
+        out["slurm_account"] = r["account"]
+    if extra:
+        out["slurm_extra"] = " ".join(extra)
+    return out
+
+
+def launch_prefix(r: dict) -> str:
+    """The command that starts a training script: one process per GPU.
+
+    ``python`` for one GPU or the CPU; ``torchrun --standalone`` for several GPUs on one
+    node; for several nodes, ``srun`` starts one ``torchrun`` per node, all meeting at a
+    rendezvous on the job's first node (``$SLURM_JOB_NODELIST``, keyed by the job id).
+    Slurm 22.05's nested ``srun`` needs ``--cpus-per-task`` spelled out.
+    """
+    nodes, gpus, cpus = r.get("nodes") or 1, r["gpus"], r["cpus"]
+    if nodes == 1:
+        return "python" if gpus <= 1 else f"torchrun --standalone --nnodes=1 --nproc-per-node={gpus}"
+    head = '$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)'
+    return (
+        f"srun --nodes={nodes} --ntasks-per-node=1 --cpus-per-task={cpus} --kill-on-bad-exit=1 "
+        f"torchrun --nnodes={nodes} --nproc-per-node={max(1, gpus)} --rdzv-backend=c10d "
+        f"--rdzv-endpoint={head}:{RDZV_PORT} --rdzv-id=$SLURM_JOB_ID"
+    )

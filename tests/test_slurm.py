@@ -1,0 +1,180 @@
+"""The workflow through a live SLURM cluster: `snakemake --profile profiles/slurm`.
+
+The cluster (tests/slurm_cluster.py) runs here when the machine allows it (root and
+Debian's Slurm packages, which `.ci/run` installs); OPD_SLURM_TESTS=1 makes a cluster
+that cannot start an error instead of a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import slurm_cluster
+from workflow_utils import ROOT, job_env, snakemake, tiny_config, write_config
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
+
+GPU_RULES = ("eval_model", "teacher_rollouts", "sft", "opd_train")
+TIMING = {"seconds", "samples_per_second", "tokens_per_s", "time_rollout", "time_teacher", "time_update",
+          "time_grading"}
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    why = slurm_cluster.available()
+    if why:
+        if os.environ.get("OPD_SLURM_TESTS") == "1":
+            pytest.fail(f"OPD_SLURM_TESTS=1 but no test cluster can start: {why}")
+        pytest.skip(f"no SLURM test cluster: {why}")
+    root = tmp_path_factory.mktemp("slurm")
+    try:
+        slurm_cluster.start(root)
+        yield root
+    finally:
+        slurm_cluster.stop(root)
+
+
+def on_cluster(config: dict) -> dict:
+    """GPU rules on the `gpu` partition with one GPU each, the rest on `cpu`."""
+    config = json.loads(json.dumps(config))
+    config["resources"] = {
+        "default": {"partition": "cpu", "account": slurm_cluster.ACCOUNT, "mem_mb": 2000, "runtime": 30},
+        "rules": {rule: {"gpus": 1, "partition": "gpu"} for rule in GPU_RULES},
+    }
+    return config
+
+
+def profile_args(config_path: Path) -> list[str]:
+    return ["--configfile", str(config_path), "--profile", str(ROOT / "profiles/slurm"),
+            "--workflow-profile", str(ROOT / "tests/slurm/profile")]
+
+
+def slurm_job_ids(output: str) -> list[int]:
+    return [int(j) for j in re.findall(r"submitted with SLURM jobid (\d+)", output)]
+
+
+def sacct(job_ids) -> list[dict]:
+    """Accounting records (allocations only) with the rule each job ran, from its comment."""
+    fields = ["JobID", "Partition", "State", "ExitCode", "AllocTRES", "Comment"]
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", ",".join(fields), "-j", ",".join(map(str, job_ids))],
+                         check=True, capture_output=True, text=True).stdout
+    rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
+    for row in rows:
+        m = re.match(r"rule_([A-Za-z_]+?)(_wildcards_|$)", row["Comment"])
+        row["rule"] = m.group(1) if m else None
+    return rows
+
+
+def comparable(path: Path) -> object:
+    """A metrics JSON or step log without wall-clock figures."""
+    if path.suffix == ".json":
+        return {k: v for k, v in json.loads(path.read_text()).items() if k not in TIMING}
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def slurm_study(cluster, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("slurm_study")
+    cfg = write_config(workdir / "config.yaml", on_cluster(tiny_config()))
+    run = snakemake(workdir, *profile_args(cfg))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    return workdir, run.stdout + run.stderr
+
+
+def test_every_job_went_through_sbatch_with_its_partition_and_gres(slurm_study):
+    workdir, output = slurm_study
+    ids = slurm_job_ids(output)
+    records = sacct(ids)
+    assert len(records) == len(ids) >= 15
+    assert all(r["State"] == "COMPLETED" for r in records), records
+    rules = {r["rule"] for r in records}
+    assert {"build_toy_tokenizer", "prepare_model", "eval_model", "teacher_rollouts", "sft", "opd_train"} <= rules
+    assert "tables" not in rules  # a local rule runs beside Snakemake
+    for r in records:
+        if r["rule"] in GPU_RULES:
+            assert r["Partition"] == "gpu" and "gres/gpu=1" in r["AllocTRES"], r
+        else:
+            assert r["Partition"] == "cpu" and "gres/gpu" not in r["AllocTRES"], r
+
+
+def test_results_equal_a_local_run(slurm_study, study):
+    slurm_dir, _ = slurm_study
+    local_dir, _ = study
+    evals = sorted(p.relative_to(local_dir) for p in (local_dir / "results/eval").glob("*/*.json"))
+    assert len(evals) >= 8
+    for rel in evals:
+        assert comparable(slurm_dir / rel) == comparable(local_dir / rel), rel
+    for rel in ("results/opd/distilled/train_log.jsonl", "results/sft/cold/train_log.jsonl"):
+        assert comparable(slurm_dir / rel) == comparable(local_dir / rel), rel
+    assert (slurm_dir / "results/tables/experiments.md").read_text() == \
+        (local_dir / "results/tables/experiments.md").read_text()
+
+
+def long_opd_config() -> dict:
+    """Base models and one OPD run long enough to be signalled mid-way."""
+    config = tiny_config()
+    del config["sft"]
+    config["prompt_sets"] = {"opd_p": {**config["prompt_sets"]["opd_p"], "exclude": ["easy", "hard"]}}
+    exp = config["experiments"]["distilled"]
+    exp["student"] = "student"
+    exp["train"].update(steps=60, eval_every=1000, checkpoint_every=1000)
+    config["base_eval"] = {"models": ["student"], "benchmarks": ["easy"]}
+    return on_cluster(config)
+
+
+def test_a_training_job_signalled_usr2_checkpoints_and_its_retry_resumes(cluster, tmp_path):
+    cfg = write_config(tmp_path / "config.yaml", long_opd_config())
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
+           str(tmp_path), *profile_args(cfg)]
+    out = open(tmp_path / "snakemake.out", "w")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=job_env())
+    step_log = tmp_path / "results/runs/opd/distilled/train_log.jsonl"
+    try:
+        deadline = time.monotonic() + 300
+        while not (step_log.exists() and len(step_log.read_text().splitlines()) >= 4):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "snakemake.out").read_text()
+            time.sleep(0.5)
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True).stdout
+        job = next(line.split()[0] for line in queue.splitlines() if "rule_opd_train" in line)
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        assert proc.wait(timeout=300) == 0, (tmp_path / "snakemake.out").read_text()[-4000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    first, *retries = [r for r in sacct(slurm_job_ids((tmp_path / "snakemake.out").read_text()))
+                       if r["rule"] == "opd_train"]
+    assert first["JobID"] == job and first["State"] == "FAILED"
+    assert [r["State"] for r in retries] == ["COMPLETED"]
+    resumed = re.search(r"resumed from step (\d+)", (tmp_path / "logs/opd_train/distilled.log").read_text())
+    assert resumed and 3 <= int(resumed.group(1)) < 60
+    steps = [json.loads(line)["step"] for line in (tmp_path / "results/opd/distilled/train_log.jsonl")
+             .read_text().splitlines()]
+    assert steps == list(range(0, 61))  # every step once: nothing lost, nothing repeated
+
+
+def test_a_failing_job_fails_its_rule_clearly_and_leaves_no_output(cluster, tmp_path):
+    broken = tmp_path / "broken_model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ not json")
+    config = tiny_config()
+    config = {"models": {"broken": {"path": str(broken)}},
+              "benchmarks": {"easy": config["benchmarks"]["easy"]}, "eval": config["eval"]}
+    cfg = write_config(tmp_path / "config.yaml", on_cluster(config))
+    run = snakemake(tmp_path, *profile_args(cfg), "--retries", "0")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Error in rule eval_model" in output
+    assert "broken_model" in output and "config.json" in output  # the job's log names the bad file
+    records = [r for r in sacct(slurm_job_ids(output)) if r["rule"] == "eval_model"]
+    assert records and all(r["State"] == "FAILED" for r in records)
+    assert not (tmp_path / "results/eval/broken/easy.json").exists()
+    dry = snakemake(tmp_path, "--configfile", str(cfg), "-n")
+    assert "results/eval/broken/easy.json" in dry.stdout + dry.stderr  # still to be made
