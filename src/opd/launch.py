@@ -20,7 +20,7 @@ def slurm_resources(r: dict, training: bool) -> dict:
     jobs ask SLURM for USR2 ``checkpoint_signal_s`` seconds before their time limit: they
     checkpoint on it and their retry resumes.
     """
-    out = {"mem_mb": r["mem_mb"], "runtime": r["runtime"]}
+    out = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "cpus_per_task": r["cpus"]}
     nodes, gpus = r.get("nodes") or 1, r["gpus"]
     extra = [r["slurm_extra"]] if r.get("slurm_extra") else []
     if nodes == 1:

@@ -1,0 +1,127 @@
+"""The sbatch command each job would get, built by the SLURM executor plugin's own
+submit-string code from the resources of a real dry run (no cluster needed)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from types import SimpleNamespace
+
+import pytest
+from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+from snakemake_executor_plugin_slurm.utils import set_gres_string
+from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+from workflow_utils import ROOT, snakemake
+
+
+class Resources(dict):
+    """Job resources as the plugin reads them: ``res.get(k)`` and ``res.k``."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _value(text: str):
+    return int(text) if re.fullmatch(r"-?\d+", text) else text
+
+
+def dry_run_jobs(workdir, configfile) -> list[dict]:
+    """Every job of a dry run: its rule, resources and printed block (with the shell command)."""
+    run = snakemake(workdir, "--configfile", str(configfile), "-n", "--printshellcmds")
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = []
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", run.stdout + run.stderr):
+        m = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if not m or not res:
+            continue
+        pairs = re.findall(r"(\w+)=(.*?)(?=, \w+=|$)", res.group(1))
+        jobs.append({"rule": m.group(1), "resources": Resources({k: _value(v) for k, v in pairs}),
+                     "block": block})
+    return jobs
+
+
+def sbatch_flags(job: dict) -> list[str]:
+    res = job["resources"]
+    plugin_job = SimpleNamespace(resources=res, threads=1, name=job["rule"])
+    validate_slurm_extra(plugin_job)
+    params = {"run_uuid": "uuid", "slurm_logfile": "log", "comment_str": f"rule_{job['rule']}",
+              "account": f"-A {res['slurm_account']}" if res.get("slurm_account") else "",
+              "partition": f"-p {res['slurm_partition']}" if res.get("slurm_partition") else "",
+              "workdir": "/work"}
+    return shlex.split(get_submit_command(plugin_job, params) + set_gres_string(plugin_job))
+
+
+def flag(flags: list[str], name: str) -> list[str]:
+    """Values of a flag given as `--name=v`, `--name v` or `-n v`."""
+    out = []
+    for i, f in enumerate(flags):
+        if f.startswith(name + "="):
+            out.append(f.split("=", 1)[1])
+        elif f == name:
+            out.append(flags[i + 1])
+    return out
+
+
+@pytest.fixture(scope="module")
+def paper_jobs(tmp_path_factory):
+    return dry_run_jobs(tmp_path_factory.mktemp("paper"), ROOT / "config/paper.yaml")
+
+
+def by_rule(jobs, rule):
+    found = [j for j in jobs if j["rule"] == rule]
+    assert found, rule
+    return found
+
+
+def test_opd_on_one_node_with_eight_gpus(paper_jobs):
+    for job in by_rule(paper_jobs, "opd_train"):
+        flags = sbatch_flags(job)
+        assert flag(flags, "--gpus") == ["8"] and flag(flags, "-p") == ["gpu"]
+        assert flag(flags, "--cpus-per-task") == ["64"] and flag(flags, "--mem") == ["480000"]
+        assert flag(flags, "-t") == ["2880"]
+        assert flag(flags, "--signal") == ["USR2@600"]
+        assert not flag(flags, "--nodes") and not flag(flags, "--gres") and not flag(flags, "--ntasks-per-gpu")
+        assert "torchrun --standalone --nnodes=1 --nproc-per-node=8 " in job["block"]
+
+
+def test_sft_on_two_nodes_runs_one_torchrun_per_node(paper_jobs):
+    (job,) = by_rule(paper_jobs, "sft")
+    flags = sbatch_flags(job)
+    assert flag(flags, "--nodes") == ["2"] and flag(flags, "--ntasks") == ["2"]
+    assert flag(flags, "--ntasks-per-node") == ["1"] and flag(flags, "--gres") == ["gpu:8"]
+    assert flag(flags, "--cpus-per-task") == ["64"] and flag(flags, "--signal") == ["USR2@600"]
+    assert not flag(flags, "--gpus") and not flag(flags, "--ntasks-per-gpu")  # conflicting geometry
+    assert job["resources"]["mpi"] == "srun"  # runs in the batch step, which calls srun itself
+    assert "srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=64" in job["block"]
+    assert "torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d" in job["block"]
+
+
+def test_every_gpu_rule_gets_what_the_config_asked_for(paper_jobs):
+    rules = {j["rule"] for j in paper_jobs}
+    assert {"eval_model", "teacher_rollouts", "sft", "opd_train", "prepare_benchmark", "prepare_prompts"} <= rules
+    for job in paper_jobs:
+        if job["rule"] in ("tables", "all"):
+            continue
+        flags = sbatch_flags(job)
+        gpus = flag(flags, "--gpus") or [g.split(":")[-1] for g in flag(flags, "--gres")]
+        expected = {"eval_model": "1", "teacher_rollouts": "8", "sft": "8", "opd_train": "8"}.get(job["rule"])
+        assert gpus == ([expected] if expected else []), (job["rule"], flags)
+        assert flag(flags, "-p") == (["gpu"] if expected else ["cpu"])
+        for name in ("--gpus", "--gres", "--nodes", "--ntasks", "-t", "--mem", "--cpus-per-task", "--signal"):
+            assert len(flag(flags, name)) <= 1, (name, flags)  # no flag given twice
+
+
+def test_toy_config_asks_for_no_gpus(tmp_path):
+    for job in dry_run_jobs(tmp_path, ROOT / "config/config.yaml"):
+        if job["rule"] in ("tables", "all"):
+            continue
+        flags = sbatch_flags(job)
+        assert not flag(flags, "--gpus") and not flag(flags, "--gres") and not flag(flags, "--nodes")
+        assert flag(flags, "--ntasks") == ["1"] and flag(flags, "--cpus-per-task") == ["1"]
+        if job["rule"] in ("opd_train", "sft"):
+            assert flag(flags, "--signal") == ["USR2@300"]
