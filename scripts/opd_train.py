@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
+from opd import distributed  # noqa: E402
 from opd.data import read_problems  # noqa: E402
 from opd.losses import Objective  # noqa: E402
 from opd.train.checkpoint import export  # noqa: E402
@@ -48,7 +49,9 @@ def main() -> None:
         device=args.device, teacher_dtype=args.teacher_dtype, trust_remote_code=args.trust_remote_code,
     )
     export(student, tok, run, args.out, args.log_out)
-    print(f"wrote {args.out} and {args.log_out}")
+    if run.dist.main:
+        print(f"wrote {args.out} and {args.log_out}")
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
+from opd import distributed  # noqa: E402
 from opd.data import render_prompt  # noqa: E402
 from opd.io import read_jsonl  # noqa: E402
 from opd.models import load_tokenizer  # noqa: E402
@@ -38,7 +39,9 @@ def main() -> None:
     model, tok, run = train(args.model, rows, SFTSettings(**json.loads(args.settings)), args.run_dir,
                             args.device, args.trust_remote_code)
     export(model, tok, run, args.out, args.log_out)
-    print(f"wrote {args.out}")
+    if run.dist.main:
+        print(f"wrote {args.out}")
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

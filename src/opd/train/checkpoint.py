@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..distributed import Dist
 from ..io import atomic_dir, atomic_open, read_json, write_json, write_text
 from ..models import save_model
 
@@ -45,21 +47,30 @@ class StopFlag:
 
 
 class RunDir:
-    def __init__(self, path: str | Path, fingerprint: dict, keep: int = 2):
+    """Only the main rank writes; every rank loads (after the others wait for it)."""
+
+    def __init__(self, path: str | Path, fingerprint: dict, keep: int = 2, dist: Dist = Dist()):
         self.path = Path(path)
         self.keep = keep
+        self.dist = dist
         self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
         stamp = self.path / "fingerprint.json"
-        if stamp.exists() and read_json(stamp) != self.fingerprint:
-            print(f"{self.path}: settings changed since this run started; starting afresh")
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        if not stamp.exists():
-            write_json(stamp, self.fingerprint)
+        if dist.main:
+            if stamp.exists() and read_json(stamp) != self.fingerprint:
+                print(f"{self.path}: settings changed since this run started; starting afresh")
+                shutil.rmtree(self.path)
+            self.path.mkdir(parents=True, exist_ok=True)
+            if not stamp.exists():
+                write_json(stamp, self.fingerprint)
+        dist.barrier()
 
     @property
     def log_path(self) -> Path:
         return self.path / "train_log.jsonl"
+
+    def open_log(self):
+        """The step log for appending; other ranks write nowhere."""
+        return open(self.log_path if self.dist.main else os.devnull, "a")
 
     def latest(self) -> Path | None:
         pointer = self.path / "latest"
@@ -87,11 +98,13 @@ class RunDir:
 
     def end_step(self, step: int, last_step: int, every: int, stop: StopFlag, model, optimizer, scheduler,
                  extra: dict | None = None) -> None:
-        """Checkpoint every ``every`` steps, at the last step and on a signal; after a signal,
-        exit with EXIT_REQUEUE so the job's retry resumes."""
-        if step % every == 0 or step == last_step or stop:
+        """Checkpoint every ``every`` steps, at the last step and on a signal (to any rank);
+        after a signal, exit with EXIT_REQUEUE so the job's retry resumes."""
+        stopping = self.dist.any(bool(stop))
+        if (step % every == 0 or step == last_step or stopping) and self.dist.main:
             self.save(step, model, optimizer, scheduler, extra or {})
-        if stop:
+        self.dist.barrier()
+        if stopping:
             print(f"signal {stop.signal}: checkpoint at step {step} saved, exiting for a retry", flush=True)
             raise SystemExit(EXIT_REQUEUE)
 
@@ -116,7 +129,7 @@ class RunDir:
 
     def truncate_log(self, step: int) -> None:
         """Drop log lines of steps after ``step`` (written before a kill, then redone)."""
-        if not self.log_path.exists():
+        if not self.dist.main or not self.log_path.exists():
             return
         lines = [ln for ln in self.log_path.read_text().splitlines() if ln.strip()]
         kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
@@ -149,7 +162,10 @@ def _untie(state: dict) -> dict:
 
 
 def export(model, tokenizer, run: RunDir, out_dir: str | Path, log_out: str | Path) -> None:
-    """The job's declared outputs: the final model (HF format) and the step log, atomically."""
+    """The job's declared outputs: the final model (HF format) and the step log, atomically
+    (by the main rank)."""
+    if not run.dist.main:
+        return
     with atomic_dir(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
     with atomic_open(log_out) as f, open(run.log_path) as src:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from ..batching import epoch_permutation, pad_pairs, prediction_positions
 from ..data import render_prompt
+from ..distributed import Dist
 from ..evaluation import evaluate
 from ..grading import Grader
 from ..losses import METRICS, Objective, opd_loss
@@ -92,6 +94,8 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     """Train; returns (student, tokenizer, run dir) for the caller to save. On SIGTERM or
     SIGUSR2 it checkpoints and exits with EXIT_REQUEUE."""
     stop = StopFlag()
+    dist = distributed.init()
+    device = dist.device(device)
     tok = load_tokenizer(student_path, trust_remote_code)
     check_tokenizers(tok, load_tokenizer(teacher_path, trust_remote_code), student_path, teacher_path)
     student = load_model(student_path, "float32", device, trust_remote_code)  # fp32 master weights
@@ -103,10 +107,10 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps)))
     run = RunDir(run_dir, {"student": source_fingerprint(student_path), "teacher": source_fingerprint(teacher_path),
                            "settings": asdict(settings), "objective": asdict(objective),
-                           "template": template, "prompts": content_hash(prompts)})
+                           "template": template, "prompts": content_hash(prompts)}, dist=dist)
     start, _ = run.load(student, opt, sched)
     run.truncate_log(start)
-    if start:
+    if start and dist.main:
         print(f"resumed from step {start}")
     backend = HFBackend(student, tok, batch_size=settings.rollout_batch_size, progress=False)
     prompt_ids = [tok(render_prompt(tok, p["problem"], template, chat), add_special_tokens=False)["input_ids"]
@@ -114,42 +118,48 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     eval_sampling = SamplingParams(settings.eval_n, settings.eval_temperature, settings.eval_top_p,
                                    settings.max_new_tokens, settings.seed)
 
-    def validate() -> dict:
+    def validate() -> dict | None:
+        """On the main rank (the others wait at the step's end)."""
+        if not dist.main:
+            return None
         student.eval()
         return {name: evaluate(backend, tok, probs, eval_sampling, template, chat, grader)[0][f"avg@{settings.eval_n}"]
                 for name, probs in benchmarks.items()}
 
-    with Grader(**grading) as grader, open(run.log_path, "a") as log:
+    with Grader(**grading) as grader, run.open_log() as log:
         if start == 0 and benchmarks:
             log.write(json.dumps({"step": 0, "val": validate()}) + "\n")
         for step in range(start + 1, settings.steps + 1):
             record = train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head,
-                                t_trunk, t_head, opt, backend, tok, grader)
+                                t_trunk, t_head, opt, backend, tok, grader, dist)
             sched.step()
             if benchmarks and (step % settings.eval_every == 0 or step == settings.steps):
                 record["val"] = validate()
             log.write(json.dumps(record) + "\n")
             log.flush()
-            print(f"step {step}: loss {record['loss']:.4f} overlap {record['overlap_ratio']:.3f} "
-                  f"acc {record['accuracy']:.3f} {record.get('val', '')}", flush=True)
+            if dist.main:
+                print(f"step {step}: loss {record['loss']:.4f} overlap {record['overlap_ratio']:.3f} "
+                      f"acc {record['accuracy']:.3f} {record.get('val', '')}", flush=True)
             run.end_step(step, settings.steps, settings.checkpoint_every, stop, student, opt, sched,
                          {"data_position": step * settings.prompts_per_step})
     return student, tok, run
 
 
 def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head, t_trunk, t_head,
-               opt, backend, tok, grader) -> dict:
+               opt, backend, tok, grader, dist=Dist()) -> dict:
+    """One update; with several ranks each samples and scores its share of the prompts and
+    the record holds the sums over all ranks."""
     t0 = time.perf_counter()
-    batch = prompt_order(len(prompts), step, settings.prompts_per_step, settings.seed)
+    batch = prompt_order(len(prompts), step, settings.prompts_per_step, settings.seed)[dist.rank::dist.world]
     student.eval()
     rollouts = backend.generate(
         [prompt_ids[i] for i in batch],
         SamplingParams(settings.n, settings.temperature, settings.top_p, settings.max_new_tokens,
-                       seed=settings.seed * 1_000_003 + step),
+                       seed=settings.seed * 1_000_003 + step + 7919 * dist.rank),
     )
     t1 = time.perf_counter()
     student.train()
-    n_tokens = sum(len(r.token_ids) for r in rollouts)
+    n_tokens = int(dist.sum([sum(len(r.token_ids) for r in rollouts)])[0])
     sums = dict.fromkeys((*METRICS, "overlap_positions"), 0.0)
     loss_total, teacher_s = 0.0, 0.0
     rewards = []
@@ -172,6 +182,7 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         for k, v in out.metric_sums.items():
             sums[k] += v
         rewards.extend(out.token_reward.split([len(r.token_ids) for r in mb]))
+    dist.sync_grads(student.parameters())
     grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), settings.grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -179,16 +190,23 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
     correct = [grader.grade(tok.decode(r.token_ids, skip_special_tokens=True),
                             prompts[batch[r.prompt_index]]["answer"]).correct for r in rollouts]
     t3 = time.perf_counter()
+    good = [float(r.mean()) for r, c in zip(rewards, correct) if c]
+    bad = [float(r.mean()) for r, c in zip(rewards, correct) if not c]
+    keys = sorted(sums)
+    totals = dist.sum([loss_total, *(sums[k] for k in keys), sum(correct), len(rollouts),
+                       sum(r.finish_reason == "length" for r in rollouts), sum(good), len(good), sum(bad), len(bad)])
+    loss_total, sums = totals[0], dict(zip(keys, totals[1:1 + len(keys)]))
+    n_correct, n_rollouts, n_truncated, good_sum, n_good, bad_sum, n_bad = totals[1 + len(keys):]
     positions = max(1, n_tokens)
     record = {"step": step, "loss": loss_total}
     record.update({k: sums[k] / positions for k in METRICS if k != "overlap_token_advantage"})
     record["overlap_token_advantage"] = sums["overlap_token_advantage"] / max(1.0, sums["overlap_positions"])
     record.update({
-        "accuracy": sum(correct) / len(correct),
-        "rollout_reward_correct": _mean([float(r.mean()) for r, c in zip(rewards, correct) if c]),
-        "rollout_reward_wrong": _mean([float(r.mean()) for r, c in zip(rewards, correct) if not c]),
-        "response_length": n_tokens / len(rollouts),
-        "truncation_rate": sum(r.finish_reason == "length" for r in rollouts) / len(rollouts),
+        "accuracy": n_correct / n_rollouts,
+        "rollout_reward_correct": good_sum / n_good if n_good else None,
+        "rollout_reward_wrong": bad_sum / n_bad if n_bad else None,
+        "response_length": n_tokens / n_rollouts,
+        "truncation_rate": n_truncated / n_rollouts,
         "grad_norm": float(grad_norm),
         "lr": opt.param_groups[0]["lr"],
         "tokens_per_s": n_tokens / (t2 - t0),
@@ -198,7 +216,3 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         "time_grading": t3 - t2,
     })
     return record
-
-
-def _mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None

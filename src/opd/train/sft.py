@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from .. import distributed
 from ..batching import IGNORE, epoch_permutation, pad_pairs
 from ..models import load_model, load_tokenizer
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
@@ -57,6 +58,8 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
           trust_remote_code: bool = False):
     """Returns (model, tokenizer, run dir); checkpoints and exits EXIT_REQUEUE on a signal."""
     stop = StopFlag()
+    dist = distributed.init()
+    device = dist.device(device)
     tok = load_tokenizer(model_path, trust_remote_code)
     model = load_model(model_path, "float32", device, trust_remote_code)
     pairs = tokenize_pairs(tok, rows, settings.max_length)
@@ -66,15 +69,17 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     sched = get_cosine_schedule_with_warmup(opt, math.ceil(settings.warmup_ratio * total), total)
     run = RunDir(run_dir, {"model": source_fingerprint(model_path), "settings": asdict(settings),
-                           "examples": content_hash(pairs)})
+                           "examples": content_hash(pairs)}, dist=dist)
     start, _ = run.load(model, opt, sched)
     run.truncate_log(start)
     model.train()
-    with open(run.log_path, "a") as log:
+    with run.open_log() as log:
         for step in range(start + 1, total + 1):
             t0 = time.perf_counter()
-            batch = [pairs[i] for i in batch_indices(len(pairs), step, settings.batch_size, settings.seed)]
-            n_tokens = sum(len(r) for _, r in batch)
+            # each rank takes every world-th example; the loss is normalised by all ranks' tokens
+            indices = batch_indices(len(pairs), step, settings.batch_size, settings.seed)[dist.rank::dist.world]
+            batch = [pairs[i] for i in indices]
+            n_tokens = int(dist.sum([sum(len(r) for _, r in batch)])[0])
             loss_total = 0.0
             for i in range(0, len(batch), settings.micro_batch_size):
                 micro = batch[i:i + settings.micro_batch_size]
@@ -86,6 +91,8 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
                     reduction="sum") / n_tokens
                 loss.backward()
                 loss_total += loss.item()
+            dist.sync_grads(model.parameters())
+            (loss_total,) = dist.sum([loss_total])
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             opt.step()
             sched.step()

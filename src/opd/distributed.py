@@ -1,0 +1,89 @@
+"""Data parallelism for the training scripts, one process per GPU.
+
+Processes come from ``torchrun`` (RANK, WORLD_SIZE, MASTER_ADDR... already set) or from
+``srun`` with one task per GPU (submitit's ``TorchDistributedEnvironment`` derives the
+same variables from SLURM's). Every rank holds the whole model and takes its share of a
+step's examples; token counts and gradients are *summed* over ranks and the loss is
+normalised by the global token count, so one update equals the single-process update on
+the whole batch. Rank 0 alone writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, requested: str) -> str:
+        """This rank's own GPU when running on GPUs."""
+        return f"cuda:{self.local_rank}" if requested.startswith("cuda") and self.world > 1 else requested
+
+    def sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def any(self, flag: bool) -> bool:
+        return self.sum([float(flag)])[0] > 0
+
+    def sync_grads(self, params) -> None:
+        """Sum every gradient over ranks (one flat buffer, one all-reduce)."""
+        if self.world == 1:
+            return
+        params = [p for p in params if p.requires_grad]
+        for p in params:  # a rank whose share of the batch was empty still joins the sum
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def _comm_device() -> str:
+    return "cuda" if dist.get_backend() == "nccl" else "cpu"
+
+
+def init() -> Dist:
+    """Join the process group when started as one of several processes."""
+    env = os.environ
+    if "RANK" not in env and int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        from submitit.helpers import TorchDistributedEnvironment  # srun, one task per GPU
+
+        TorchDistributedEnvironment().export()
+    world = int(env.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    local_rank = int(env.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Dist(dist.get_rank(), world, local_rank)
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,85 @@
+"""Two processes under torchrun (gloo on the CPU) make the same update as one process on
+the whole batch: token counts and gradients are summed over ranks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from opd.data import toy_problems
+from opd.io import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, tokenizer):
+    from opd.toy.pretrain import ToyRecipe, pretrain
+
+    path = tmp_path_factory.mktemp("teacher")
+    pretrain(tokenizer, ToyRecipe(layers=1, hidden=32, heads=2, steps=3, batch_size=8, seed=9), path,
+             show_progress=False)
+    return path
+
+
+def launch(nproc: int, script: str, args: list[str]) -> subprocess.CompletedProcess:
+    prefix = [sys.executable] if nproc == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc-per-node={nproc}"]
+    done = subprocess.run([*prefix, str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def weights(model_dir: Path) -> dict:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def assert_same_update(start: Path, one: Path, two: Path) -> None:
+    """Both runs moved the weights, and to the same place (up to summation order)."""
+    w0, w1, w2 = weights(start), weights(one), weights(two)
+    assert w1.keys() == w2.keys()
+    assert any(not torch.equal(w0[k], w1[k]) for k in w1)
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=2e-5)
+
+
+def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_dir):
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, toy_problems(8, 40, 1, 2, "p"))
+    # greedy rollouts, so both runs score the same responses
+    settings = {"steps": 2, "prompts_per_step": 4, "n": 1, "temperature": 0.0, "max_new_tokens": 8,
+                "lr": 1e-3, "micro_batch_size": 2, "eval_every": 100}
+    logs = {}
+    for nproc in (1, 2):
+        work = tmp_path / f"np{nproc}"
+        launch(nproc, "opd_train.py", [
+            "--student", str(tiny_model_dir), "--teacher", str(teacher_dir), "--prompts", str(prompts),
+            "--settings", json.dumps(settings), "--objective", '{"k": 4}', "--run-dir", str(work / "run"),
+            "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")])
+        logs[nproc] = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    assert_same_update(tiny_model_dir, tmp_path / "np1/model", tmp_path / "np2/model")
+    assert [r["step"] for r in logs[2]] == [1, 2]  # one log, written by rank 0
+    for one, two in zip(logs[1], logs[2]):
+        for key in ("loss", "overlap_ratio", "response_length", "accuracy", "grad_norm"):
+            assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+
+
+def test_sft_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir):
+    data = tmp_path / "sft.jsonl"
+    write_jsonl(data, [{"problem": p["problem"], "response": f"\\boxed{{{p['answer']}}}"}
+                       for p in toy_problems(8, 41, 1, 2, "s")])
+    settings = {"epochs": 1, "lr": 1e-3, "batch_size": 4, "micro_batch_size": 1}
+    for nproc in (1, 2):
+        work = tmp_path / f"np{nproc}"
+        launch(nproc, "sft_train.py", ["--model", str(tiny_model_dir), "--data", str(data), "--template",
+                                       "{problem}", "--settings", json.dumps(settings), "--run-dir",
+                                       str(work / "run"), "--out", str(work / "model"), "--log-out",
+                                       str(work / "log.jsonl")])
+    assert_same_update(tiny_model_dir, tmp_path / "np1/model", tmp_path / "np2/model")
+    one, two = ([json.loads(x) for x in (tmp_path / f"np{n}/log.jsonl").read_text().splitlines()] for n in (1, 2))
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-5)
