@@ -27,7 +27,9 @@ def main() -> None:
     ap.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--trust-remote-code", action="store_true")
-    ap.add_argument("--backend", default="hf")
+    ap.add_argument("--backend", default="hf", choices=("hf", "vllm"))
+    ap.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm: fraction of each GPU")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--grading", default="{}", help='JSON: {"timeout_s": 5, "max_answer_chars": 1000}')
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -40,8 +42,13 @@ def main() -> None:
     problems = read_problems(args.benchmark)
     sampling = SamplingParams(**json.loads(args.sampling))
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-    model = load_model(args.model, args.dtype, args.device, trust_remote_code=args.trust_remote_code)
-    backend = make_backend(args.backend, model, tokenizer, batch_size=args.batch_size)
+    if args.backend == "vllm":
+        backend = make_backend("vllm", args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                               tensor_parallel_size=args.tensor_parallel_size,
+                               gpu_memory_utilization=args.gpu_memory_utilization, seed=sampling.seed)
+    else:
+        model = load_model(args.model, args.dtype, args.device, trust_remote_code=args.trust_remote_code)
+        backend = make_backend("hf", model, tokenizer, batch_size=args.batch_size)
     with Grader(**json.loads(args.grading)) as grader:
         metrics, samples = evaluate(backend, tokenizer, problems, sampling, args.template,
                                     chat=not args.no_chat, grader=grader)

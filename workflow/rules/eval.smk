@@ -14,6 +14,12 @@ rule eval_model:
         model_flags=lambda wc: model_flags(wc.model),
         dtype=lambda wc: base_entry(wc.model)["dtype"],
         backend=config["eval"]["backend"],
+        vllm=(
+            f"--tensor-parallel-size {max(1, rule_resources('eval_model')['gpu'])} "
+            f"--gpu-memory-utilization {config['eval']['gpu_memory_utilization']}"
+            if config["eval"]["backend"] == "vllm"
+            else ""
+        ),
         batch_size=config["eval"]["batch_size"],
         grading=as_json(config["eval"]["grading"]),
     log:
@@ -26,6 +32,6 @@ rule eval_model:
     shell:
         "python {input.script} --model {params.model:q} --benchmark {input.benchmark} "
         "--sampling {params.sampling:q} --template {params.template:q} {params.model_flags} "
-        "--dtype {params.dtype} --backend {params.backend} --batch-size {params.batch_size} "
+        "--dtype {params.dtype} --backend {params.backend} {params.vllm} --batch-size {params.batch_size} "
         "--grading {params.grading:q} --threads {threads} "
         "--out {output.metrics} --samples {output.samples} > {log} 2>&1"

@@ -1,7 +1,7 @@
 """One interface for sampling responses: ``backend.generate(prompts, sampling)``.
 
-The HF-transformers backend runs anywhere (CPU in tests and in the toy world); a vLLM
-backend plugs in behind the same interface for GPU clusters.
+The HF-transformers backend runs anywhere (CPU in tests and in the toy world); the vLLM
+backend (``rollout.vllm``) serves GPU clusters behind the same interface.
 """
 
 from __future__ import annotations
@@ -27,12 +27,18 @@ class Rollout:
     logprobs: list[float] | None = None  # log p(token) under the untempered model
 
 
-BACKENDS = ("hf",)
+BACKENDS = ("hf", "vllm")
 
 
-def make_backend(name: str, model, tokenizer, **options):
+def make_backend(name: str, model, tokenizer=None, **options):
+    """``model`` is a loaded HF model for "hf" and a model path for "vllm" (which loads
+    its own copy; vLLM is imported only here)."""
     if name == "hf":
         from .hf import HFBackend
 
         return HFBackend(model, tokenizer, **options)
+    if name == "vllm":
+        from .vllm import VLLMBackend
+
+        return VLLMBackend(model, **options)
     raise ValueError(f"unknown rollout backend {name!r}; expected one of {BACKENDS}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ..evaluation import evaluate
 from ..grading import Grader
 from ..losses import METRICS, Objective, opd_loss
 from ..models import load_model, load_tokenizer, same_tokenizer
-from ..rollout import SamplingParams
+from ..rollout import SamplingParams, make_backend
 from ..rollout.hf import HFBackend
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
 
@@ -44,12 +45,29 @@ class OPDSettings:
     micro_batch_size: int = 8
     rollout_batch_size: int = 64
     chunk_size: int = 64
+    rollout_backend: str = "hf"
+    vllm_gpu_memory_utilization: float = 0.4
     eval_every: int = 20
     eval_n: int = 4
     eval_temperature: float = 0.7
     eval_top_p: float = 0.95
     checkpoint_every: int = 20
     seed: int = 0
+
+
+@contextmanager
+def awake(backend, student):
+    """A separate rollout engine (vLLM) wakes with the student's current weights and sleeps
+    again before the update; the HF backend samples from the student itself."""
+    if isinstance(backend, HFBackend):
+        yield
+        return
+    backend.wake_up()
+    backend.load_weights(student)
+    try:
+        yield
+    finally:
+        backend.sleep()
 
 
 class TokenizerMismatch(ValueError):
@@ -112,7 +130,12 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     run.truncate_log(start)
     if start and dist.main:
         print(f"resumed from step {start}")
-    backend = HFBackend(student, tok, batch_size=settings.rollout_batch_size, progress=False)
+    if settings.rollout_backend == "vllm":
+        backend = make_backend("vllm", student_path, colocated=True, seed=settings.seed + dist.rank,
+                               gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+                               trust_remote_code=trust_remote_code)
+    else:
+        backend = HFBackend(student, tok, batch_size=settings.rollout_batch_size, progress=False)
     prompt_ids = [tok(render_prompt(tok, p["problem"], template, chat), add_special_tokens=False)["input_ids"]
                   for p in prompts]
     eval_sampling = SamplingParams(settings.eval_n, settings.eval_temperature, settings.eval_top_p,
@@ -123,8 +146,9 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
         if not dist.main:
             return None
         student.eval()
-        return {name: evaluate(backend, tok, probs, eval_sampling, template, chat, grader)[0][f"avg@{settings.eval_n}"]
-                for name, probs in benchmarks.items()}
+        with awake(backend, student):
+            return {name: evaluate(backend, tok, probs, eval_sampling, template, chat, grader)[0][f"avg@{settings.eval_n}"]
+                    for name, probs in benchmarks.items()}
 
     with Grader(**grading) as grader, run.open_log() as log:
         if start == 0 and benchmarks:
@@ -152,11 +176,12 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
     t0 = time.perf_counter()
     batch = prompt_order(len(prompts), step, settings.prompts_per_step, settings.seed)[dist.rank::dist.world]
     student.eval()
-    rollouts = backend.generate(
-        [prompt_ids[i] for i in batch],
-        SamplingParams(settings.n, settings.temperature, settings.top_p, settings.max_new_tokens,
-                       seed=settings.seed * 1_000_003 + step + 7919 * dist.rank),
-    )
+    with awake(backend, student):
+        rollouts = backend.generate(
+            [prompt_ids[i] for i in batch],
+            SamplingParams(settings.n, settings.temperature, settings.top_p, settings.max_new_tokens,
+                           seed=settings.seed * 1_000_003 + step + 7919 * dist.rank),
+        )
     t1 = time.perf_counter()
     student.train()
     n_tokens = int(dist.sum([sum(len(r.token_ids) for r in rollouts)])[0])
