@@ -188,6 +188,11 @@ def stop(root: str | Path) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:  # MariaDB is our child: reap it
+                    break
+            except ChildProcessError:
+                pass
+            try:
                 os.kill(pid, 0)
             except ProcessLookupError:
                 break

@@ -1,9 +1,13 @@
 """Two processes under torchrun (gloo on the CPU) make the same update as one process on
 the whole batch: token counts and gradients are summed over ranks."""
 
+import importlib.util
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,7 +52,12 @@ def assert_same_update(start: Path, one: Path, two: Path) -> None:
         torch.testing.assert_close(w2[k], w1[k], rtol=0, atol=2e-5)
 
 
-def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_dir):
+HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
+
+
+@pytest.mark.parametrize("deepspeed", [None, pytest.param("zero2", marks=pytest.mark.skipif(
+    not HAS_DEEPSPEED, reason="DeepSpeed is not installed"))])
+def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_dir, deepspeed):
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl(prompts, toy_problems(8, 40, 1, 2, "p"))
     # greedy rollouts, so both runs score the same responses
@@ -56,6 +65,8 @@ def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_d
                 "lr": 1e-3, "micro_batch_size": 2, "eval_every": 100}
     logs = {}
     for nproc in (1, 2):
+        if nproc == 2 and deepspeed:
+            settings["deepspeed"] = deepspeed
         work = tmp_path / f"np{nproc}"
         launch(nproc, "opd_train.py", [
             "--student", str(tiny_model_dir), "--teacher", str(teacher_dir), "--prompts", str(prompts),
@@ -64,6 +75,8 @@ def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_d
         logs[nproc] = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     assert_same_update(tiny_model_dir, tmp_path / "np1/model", tmp_path / "np2/model")
     assert [r["step"] for r in logs[2]] == [1, 2]  # one log, written by rank 0
+    shards = sorted((tmp_path / "np2/run/deepspeed").glob("step_*/zero_pp_rank_*_optim_states.pt"))
+    assert len(shards) == (2 if deepspeed else 0)  # one optimizer partition per rank
     for one, two in zip(logs[1], logs[2]):
         for key in ("loss", "overlap_ratio", "response_length", "accuracy", "grad_norm"):
             assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
@@ -83,3 +96,59 @@ def test_sft_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir):
     assert_same_update(tiny_model_dir, tmp_path / "np1/model", tmp_path / "np2/model")
     one, two = ([json.loads(x) for x in (tmp_path / f"np{n}/log.jsonl").read_text().splitlines()] for n in (1, 2))
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-5)
+
+
+def descendants(pid: int) -> list[int]:
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+@pytest.mark.skipif(not HAS_DEEPSPEED, reason="DeepSpeed is not installed")
+def test_zero2_run_signalled_usr2_resumes_to_the_same_weights(tmp_path, tiny_model_dir, teacher_dir):
+    """torchrun's agent ignores USR2 (as under SLURM, where the job's shell ignores it); the
+    workers checkpoint their ZeRO shards and exit 75; the rerun resumes from them."""
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, toy_problems(8, 40, 1, 2, "p"))
+    settings = {"steps": 12, "prompts_per_step": 2, "n": 2, "max_new_tokens": 8, "lr": 1e-3,
+                "micro_batch_size": 2, "eval_every": 1000, "checkpoint_every": 1000, "deepspeed": "zero2"}
+
+    def command(work):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc-per-node=2",
+                str(ROOT / "scripts/opd_train.py"), "--student", str(tiny_model_dir), "--teacher", str(teacher_dir),
+                "--prompts", str(prompts), "--settings", json.dumps(settings), "--objective", '{"k": 4}',
+                "--run-dir", str(work / "run"), "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")]
+
+    def ignore_usr2():
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    subprocess.run(command(whole), check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(command(cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=ignore_usr2)
+    log = cut / "run/train_log.jsonl"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    for pid in [proc.pid, *descendants(proc.pid)]:  # like slurmstepd: every process of the step
+        os.kill(pid, signal.SIGUSR2)
+    assert proc.wait(timeout=300) != 0
+    assert not (cut / "model").exists()
+    done = subprocess.run(command(cut), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed from step" in done.stdout
+    steps = [json.loads(line)["step"] for line in (cut / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))
+    for k, v in weights(whole / "model").items():
+        torch.testing.assert_close(weights(cut / "model")[k], v, rtol=0, atol=1e-6)

@@ -56,9 +56,17 @@ def launch_prefix(r: dict) -> str:
     nodes, gpus, cpus = r.get("nodes") or 1, r["gpus"], r["cpus"]
     if nodes == 1:
         return "python" if gpus <= 1 else f"torchrun --standalone --nnodes=1 --nproc-per-node={gpus}"
+    return srun_torchrun(nodes, gpus, cpus)
+
+
+def srun_torchrun(nodes: int, gpus: int, cpus: int) -> str:
+    """One ``torchrun`` per node started by ``srun`` from the job's batch step."""
     head = '$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)'
+    # SLURM's USR2 warning reaches every process of every step: torchrun's agents ignore it
+    # (bash's `trap '' USR2` is inherited through exec); its workers checkpoint on it
     return (
         f"srun --nodes={nodes} --ntasks-per-node=1 --cpus-per-task={cpus} --kill-on-bad-exit=1 "
+        f"bash -c 'trap \"\" USR2; exec \"$@\"' torchrun "
         f"torchrun --nnodes={nodes} --nproc-per-node={max(1, gpus)} --rdzv-backend=c10d "
         f"--rdzv-endpoint={head}:{RDZV_PORT} --rdzv-id=$SLURM_JOB_ID"
     )

@@ -79,36 +79,48 @@ class RunDir:
         ckpt = self.path / pointer.read_text().strip()
         return ckpt if (ckpt / "state.pt").exists() else None
 
-    def save(self, step: int, model, optimizer, scheduler, extra: dict) -> Path:
+    @property
+    def shards(self) -> Path:
+        """DeepSpeed's per-rank optimizer partitions, one folder per checkpoint."""
+        return self.path / "deepspeed"
+
+    def save(self, step: int, model, updater, scheduler, extra: dict) -> Path:
+        """Called on every rank: each writes its optimizer shard (if sharded), then the main
+        rank writes weights and state and moves ``latest``."""
         name = f"step_{step:06d}"
-        with atomic_dir(self.path / name) as tmp:
-            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-            save_file(_untie(state), str(tmp / "model.safetensors"))
-            torch.save({
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "extra": json.dumps(extra),
-            }, tmp / "state.pt")
-        write_text(self.path / "latest", name + "\n")
-        for old in sorted(self.path.glob("step_*"))[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        updater.save_shards(self.shards, name)
+        self.dist.barrier()
+        if self.dist.main:
+            with atomic_dir(self.path / name) as tmp:
+                state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+                save_file(_untie(state), str(tmp / "model.safetensors"))
+                optimizer = updater.optimizer_state()
+                torch.save({
+                    **({"optimizer": optimizer} if optimizer is not None else {}),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step,
+                    "extra": json.dumps(extra),
+                }, tmp / "state.pt")
+            write_text(self.path / "latest", name + "\n")
+            for old in sorted(self.path.glob("step_*"))[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+                shutil.rmtree(self.shards / old.name, ignore_errors=True)
+        self.dist.barrier()
         return self.path / name
 
-    def end_step(self, step: int, last_step: int, every: int, stop: StopFlag, model, optimizer, scheduler,
+    def end_step(self, step: int, last_step: int, every: int, stop: StopFlag, model, updater, scheduler,
                  extra: dict | None = None) -> None:
         """Checkpoint every ``every`` steps, at the last step and on a signal (to any rank);
         after a signal, exit with EXIT_REQUEUE so the job's retry resumes."""
         stopping = self.dist.any(bool(stop))
-        if (step % every == 0 or step == last_step or stopping) and self.dist.main:
-            self.save(step, model, optimizer, scheduler, extra or {})
-        self.dist.barrier()
+        if step % every == 0 or step == last_step or stopping:
+            self.save(step, model, updater, scheduler, extra or {})
         if stopping:
             print(f"signal {stop.signal}: checkpoint at step {step} saved, exiting for a retry", flush=True)
             raise SystemExit(EXIT_REQUEUE)
 
-    def load(self, model, optimizer, scheduler) -> tuple[int, dict]:
+    def load(self, model, updater, scheduler) -> tuple[int, dict]:
         """Restore the latest checkpoint into the given objects; returns (step, extra)."""
         ckpt = self.latest()
         if ckpt is None:
@@ -122,7 +134,13 @@ class RunDir:
             raise RuntimeError(f"{ckpt}: checkpoint does not fit the model "
                                f"(unexpected {unexpected[:3]}, missing {untied[:3]})")
         state = torch.load(ckpt / "state.pt", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
+        if ("optimizer" in state) == updater.sharded:
+            raise RuntimeError(f"{ckpt}: optimizer state saved {'without' if updater.sharded else 'with'} "
+                               "DeepSpeed; resume with the same setting")
+        if updater.sharded:
+            updater.load_shards(self.shards, ckpt.name)
+        else:
+            updater.load_optimizer_state(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         return int(state["step"]), json.loads(state["extra"])

@@ -28,6 +28,7 @@ from ..models import load_model, load_tokenizer, same_tokenizer
 from ..rollout import SamplingParams, make_backend
 from ..rollout.hf import HFBackend
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
+from .updater import Updater
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class OPDSettings:
     chunk_size: int = 64
     rollout_backend: str = "hf"
     vllm_gpu_memory_utilization: float = 0.4
+    deepspeed: str | None = None
     eval_every: int = 20
     eval_n: int = 4
     eval_temperature: float = 0.7
@@ -121,12 +123,13 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     s_trunk, s_head = hidden_and_head(student)
     t_trunk, t_head = hidden_and_head(teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    updater = Updater(student, opt, settings.grad_clip, dist, settings.deepspeed)
     # constant after an optional linear warmup (the paper: constant 1e-6, no warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps)))
     run = RunDir(run_dir, {"student": source_fingerprint(student_path), "teacher": source_fingerprint(teacher_path),
                            "settings": asdict(settings), "objective": asdict(objective),
                            "template": template, "prompts": content_hash(prompts)}, dist=dist)
-    start, _ = run.load(student, opt, sched)
+    start, _ = run.load(student, updater, sched)
     run.truncate_log(start)
     if start and dist.main:
         print(f"resumed from step {start}")
@@ -155,7 +158,7 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
             log.write(json.dumps({"step": 0, "val": validate()}) + "\n")
         for step in range(start + 1, settings.steps + 1):
             record = train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head,
-                                t_trunk, t_head, opt, backend, tok, grader, dist)
+                                t_trunk, t_head, updater, backend, tok, grader, dist)
             sched.step()
             if benchmarks and (step % settings.eval_every == 0 or step == settings.steps):
                 record["val"] = validate()
@@ -164,13 +167,13 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
             if dist.main:
                 print(f"step {step}: loss {record['loss']:.4f} overlap {record['overlap_ratio']:.3f} "
                       f"acc {record['accuracy']:.3f} {record.get('val', '')}", flush=True)
-            run.end_step(step, settings.steps, settings.checkpoint_every, stop, student, opt, sched,
+            run.end_step(step, settings.steps, settings.checkpoint_every, stop, student, updater, sched,
                          {"data_position": step * settings.prompts_per_step})
     return student, tok, run
 
 
 def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head, t_trunk, t_head,
-               opt, backend, tok, grader, dist=Dist()) -> dict:
+               updater, backend, tok, grader, dist=Dist()) -> dict:
     """One update; with several ranks each samples and scores its share of the prompts and
     the record holds the sums over all ranks."""
     t0 = time.perf_counter()
@@ -202,15 +205,12 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         h_s = s_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
         h_s = h_s.reshape(-1, h_s.shape[-1])[flat]
         out = opd_loss(h_s, s_head, h_t, t_head, targets, objective, n_tokens, settings.chunk_size)
-        out.loss.backward()
+        updater.backward(out.loss)
         loss_total += out.loss.item()
         for k, v in out.metric_sums.items():
             sums[k] += v
         rewards.extend(out.token_reward.split([len(r.token_ids) for r in mb]))
-    dist.sync_grads(student.parameters())
-    grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), settings.grad_clip)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+    grad_norm = updater.step()
     t2 = time.perf_counter()
     correct = [grader.grade(tok.decode(r.token_ids, skip_special_tokens=True),
                             prompts[batch[r.prompt_index]]["answer"]).correct for r in rollouts]
@@ -233,7 +233,7 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         "response_length": n_tokens / n_rollouts,
         "truncation_rate": n_truncated / n_rollouts,
         "grad_norm": float(grad_norm),
-        "lr": opt.param_groups[0]["lr"],
+        "lr": updater.optimizer.param_groups[0]["lr"],
         "tokens_per_s": n_tokens / (t2 - t0),
         "time_rollout": t1 - t0,
         "time_teacher": teacher_s,

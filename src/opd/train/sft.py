@@ -20,6 +20,7 @@ from .. import distributed
 from ..batching import IGNORE, epoch_permutation, pad_pairs
 from ..models import load_model, load_tokenizer
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
+from .updater import Updater
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class SFTSettings:
     grad_clip: float = 1.0
     checkpoint_every: int = 50
     seed: int = 0
+    deepspeed: str | None = None
 
 
 def tokenize_pairs(tok, rows: list[dict], max_length: int) -> list[tuple[list[int], list[int]]]:
@@ -67,10 +69,11 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
         raise ValueError(f"{len(pairs)} SFT examples are fewer than one batch of {settings.batch_size}")
     total = settings.epochs * (len(pairs) // settings.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    updater = Updater(model, opt, settings.grad_clip, dist, settings.deepspeed)
     sched = get_cosine_schedule_with_warmup(opt, math.ceil(settings.warmup_ratio * total), total)
     run = RunDir(run_dir, {"model": source_fingerprint(model_path), "settings": asdict(settings),
                            "examples": content_hash(pairs)}, dist=dist)
-    start, _ = run.load(model, opt, sched)
+    start, _ = run.load(model, updater, sched)
     run.truncate_log(start)
     model.train()
     with run.open_log() as log:
@@ -89,18 +92,15 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE,
                     reduction="sum") / n_tokens
-                loss.backward()
+                updater.backward(loss)
                 loss_total += loss.item()
-            dist.sync_grads(model.parameters())
             (loss_total,) = dist.sum([loss_total])
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            opt.step()
+            grad_norm = updater.step()
             sched.step()
-            opt.zero_grad(set_to_none=True)
             log.write(json.dumps({"step": step, "loss": loss_total, "grad_norm": float(grad_norm),
                                   "lr": sched.get_last_lr()[0], "tokens": n_tokens,
                                   "seconds": time.perf_counter() - t0}) + "\n")
             log.flush()
-            run.end_step(step, total, settings.checkpoint_every, stop, model, opt, sched)
+            run.end_step(step, total, settings.checkpoint_every, stop, model, updater, sched)
     model.eval()
     return model, tok, run

@@ -1,0 +1,96 @@
+"""The optimizer step of a training recipe, behind one interface so the recipes' loops do
+not change: plain data parallelism (every rank holds the AdamW state; gradients summed
+over ranks, clipped, applied) or DeepSpeed ZeRO-1/2 (AdamW state, and with stage 2 the
+gradients, partitioned over ranks; fp32 master weights as in the paper).
+
+Losses are normalised by the whole step's token count over all ranks, so gradients are
+*summed*: DeepSpeed averages over ranks, hence its loss is multiplied by the world size.
+Gradient accumulation is ours (several ``backward`` calls, then one ``step``): DeepSpeed
+runs with ``managed_gradient_accumulation`` off.
+
+ZeRO-3 is refused: the chunked OPD loss reads the LM head's weight outside the module's
+forward, where ZeRO-3 holds only a shard of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..distributed import Dist
+
+DEEPSPEED_CONFIGS = Path(__file__).resolve().parents[3] / "config" / "deepspeed"
+
+
+def deepspeed_config(name: str, grad_clip: float) -> dict:
+    """``zero1``/``zero2`` (config/deepspeed/<name>.json) or a JSON file, with the fields
+    this loop owns filled in."""
+    path = DEEPSPEED_CONFIGS / f"{name}.json" if "/" not in name and not name.endswith(".json") else Path(name)
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json")))
+        raise FileNotFoundError(f"DeepSpeed config {name!r}: no file {path} (built in: {known})")
+    cfg = json.loads(path.read_text())
+    stage = cfg.get("zero_optimization", {}).get("stage", 0)
+    if stage not in (0, 1, 2):
+        raise ValueError(f"{path}: ZeRO stage {stage} is not supported (the chunked OPD loss reads the LM head "
+                         "weight directly, which ZeRO-3 partitions); use stage 1 or 2")
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                "gradient_clipping", "optimizer", "scheduler"):
+        if key in cfg:
+            raise ValueError(f"{path}: {key!r} is set by the training settings; remove it from the DeepSpeed config")
+    return {**cfg, "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
+            "managed_gradient_accumulation": False, "gradient_clipping": grad_clip, "steps_per_print": 2**31 - 1}
+
+
+class Updater:
+    def __init__(self, model, optimizer: torch.optim.Optimizer, grad_clip: float, dist: Dist,
+                 deepspeed: str | None = None):
+        self.model, self.optimizer, self.grad_clip, self.dist = model, optimizer, grad_clip, dist
+        self.engine = None
+        if deepspeed:
+            import deepspeed as ds  # GPU clusters (and CPU tests); imported only when asked for
+
+            self.engine, *_ = ds.initialize(model=model, optimizer=optimizer,
+                                            config=deepspeed_config(deepspeed, grad_clip))
+
+    @property
+    def sharded(self) -> bool:
+        """Whether each rank holds only part of the optimizer state."""
+        return self.engine is not None
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.engine is None:
+            loss.backward()
+        else:
+            self.engine.backward(loss * self.dist.world, scale_wrt_gas=False)
+
+    def step(self) -> float:
+        """Apply the accumulated gradients; returns the gradient norm before clipping."""
+        if self.engine is None:
+            self.dist.sync_grads(self.model.parameters())
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            return float(norm)
+        self.engine.step()
+        self.engine.zero_grad()
+        return float(self.engine.get_global_grad_norm())
+
+    def optimizer_state(self) -> dict | None:
+        """The state to keep in the run's own checkpoint (None when sharded)."""
+        return None if self.sharded else self.optimizer.state_dict()
+
+    def load_optimizer_state(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+
+    def save_shards(self, directory: Path, tag: str) -> None:
+        """Every rank writes its optimizer partition (DeepSpeed's own format)."""
+        if self.sharded:
+            self.engine.save_checkpoint(str(directory), tag=tag, save_latest=False)
+
+    def load_shards(self, directory: Path, tag: str) -> None:
+        # DeepSpeed unpickles these files: they are the ones this run wrote into its own run directory
+        self.engine.load_checkpoint(str(directory), tag=tag, load_optimizer_states=True,
+                                    load_lr_scheduler_states=False, load_module_strict=True)
