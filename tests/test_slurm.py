@@ -127,10 +127,12 @@ def long_opd_config() -> dict:
     exp["student"] = "student"
     exp["train"].update(steps=60, eval_every=1000, checkpoint_every=1000)
     config["base_eval"] = {"models": ["student"], "benchmarks": ["easy"]}
-    return on_cluster(config)
+    config = on_cluster(config)
+    config["resources"]["rules"]["opd_train"]["gpus"] = 2  # two ranks under torchrun (gloo on the CPU)
+    return config
 
 
-def test_a_training_job_signalled_usr2_checkpoints_and_its_retry_resumes(cluster, tmp_path):
+def test_a_two_gpu_training_job_signalled_usr2_checkpoints_and_its_retry_resumes(cluster, tmp_path):
     cfg = write_config(tmp_path / "config.yaml", long_opd_config())
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
            str(tmp_path), *profile_args(cfg)]
@@ -152,6 +154,8 @@ def test_a_training_job_signalled_usr2_checkpoints_and_its_retry_resumes(cluster
     first, *retries = [r for r in sacct(slurm_job_ids((tmp_path / "snakemake.out").read_text()))
                        if r["rule"] == "opd_train"]
     assert first["JobID"] == job and first["State"] == "FAILED"
+    assert "gres/gpu=2" in first["AllocTRES"]
+    assert "torchrun --standalone --nnodes=1 --nproc-per-node=2" in (tmp_path / "snakemake.out").read_text()
     assert [r["State"] for r in retries] == ["COMPLETED"]
     resumed = re.search(r"resumed from step (\d+)", (tmp_path / "logs/opd_train/distilled.log").read_text())
     assert resumed and 3 <= int(resumed.group(1)) < 60
@@ -178,3 +182,20 @@ def test_a_failing_job_fails_its_rule_clearly_and_leaves_no_output(cluster, tmp_
     assert not (tmp_path / "results/eval/broken/easy.json").exists()
     dry = snakemake(tmp_path, "--configfile", str(cfg), "-n")
     assert "results/eval/broken/easy.json" in dry.stdout + dry.stderr  # still to be made
+
+
+def test_srun_starts_one_torchrun_per_node_meeting_at_the_first_node(cluster, tmp_path):
+    """The several-node launcher, run on the test cluster's one node: srun, then torchrun's
+    rendezvous on the node SLURM names first; every worker sees its rank."""
+    from opd.launch import srun_torchrun
+
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os\nprint('RANK', os.environ['RANK'], os.environ['WORLD_SIZE'], flush=True)\n")
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/bash\n{srun_torchrun(1, 2, 1)} {probe}\n")
+    job = subprocess.run(["sbatch", "--parsable", "--wait", "-p", "gpu", "--nodes=1", "--ntasks=1", "--gres=gpu:2",
+                          "--cpus-per-task=1", "--mem=1000", "-t", "5", "-o", str(tmp_path / "out.txt"), str(script)],
+                         capture_output=True, text=True, timeout=300, env=job_env())
+    out = (tmp_path / "out.txt").read_text()
+    assert job.returncode == 0, out[-3000:]
+    assert sorted(line for line in out.splitlines() if line.startswith("RANK")) == ["RANK 0 2", "RANK 1 2"]
