@@ -20,6 +20,8 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all:
@@ -27,4 +29,7 @@ rule all:
         "results/tables/base_eval.md",
         "results/tables/experiments.md",
         "results/summary.json",
+        [f"results/sweeps/{s}/table.md" for s in SWEEPS],
+        [f"results/probes/{p}.md" for p in config["probes"]],
+        [f"results/figures/{g}.png" for g in FIGURES],
     default_target: True

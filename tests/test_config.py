@@ -90,6 +90,17 @@ def test_paper_defaults_for_sampling(schema):
     (lambda c: c["prompt_sets"]["opd_prompts"].update(exclude=["opd_prompts"]),
      "config.prompt_sets.opd_prompts.exclude.0"),
     (lambda c: c["sft"]["student_coldstart"]["train"].update(epochs=0), "config.sft.student_coldstart.train.epochs"),
+    (lambda c: c["sweeps"]["objective"].update(grid={"objective.kk": [1]}),
+     "config.sweeps.objective.grid: 'objective.kk' is not an experiment setting"),
+    (lambda c: c["sweeps"]["objective"]["points"].update(bad={"train.lr": -1}),
+     "config.experiments.objective.bad.train.lr: -1 is less than or equal to the minimum of 0 "
+     "(a point of config.sweeps.objective)"),
+    (lambda c: c["sweeps"]["objective"].update(base="nothing"), "config.sweeps.objective.base: no experiment named"),
+    (lambda c: c["sweeps"]["objective"].pop("points"), "config.sweeps.objective: give a grid or points"),
+    (lambda c: c["probes"]["student_teachers"].update(teachers=["nobody"]),
+     "config.probes.student_teachers.teachers.0: no model named 'nobody'"),
+    (lambda c: c["resources"].update(rules={"eval_model": {"nodes": 2}}),
+     "config.resources.rules.eval_model.nodes: only opd_train, sft can span several nodes"),
 ])
 def test_errors_are_one_line_and_name_the_key(toy, schema, edit, message):
     cfg = copy.deepcopy(toy)
@@ -113,3 +124,18 @@ def test_resources_layering(toy, schema):
     cfg = validate_config(toy, schema)
     r = resources_for(cfg, "eval_model", {"cpus": 1, "mem_mb": 1, "gpus": 0})
     assert r == {"cpus": 1, "mem_mb": 100, "gpus": 2}
+
+
+def test_sweep_points_become_experiments(toy, schema):
+    cfg = copy.deepcopy(toy)
+    cfg["sweeps"] = {"k": {"base": "opd_new_skill", "grid": {"objective.kind": ["topk"], "objective.k": [1, 4]},
+                           "points": {"sampled": {"objective.kind": "sampled"}}}}
+    validate_config(cfg, schema)
+    points = [name for name in cfg["experiments"] if name.startswith("k.")]
+    assert points == ["k.kind-topk_k-1", "k.kind-topk_k-4", "k.sampled"]
+    base = cfg["experiments"]["opd_new_skill"]
+    for name in points:
+        point = cfg["experiments"][name]
+        assert point["train"] == base["train"] and point["teacher"] == base["teacher"]
+    assert cfg["experiments"]["k.kind-topk_k-4"]["objective"] == {**base["objective"], "kind": "topk", "k": 4}
+    assert cfg["experiments"]["k.sampled"]["objective"]["kind"] == "sampled"

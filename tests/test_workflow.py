@@ -72,11 +72,60 @@ def test_editing_one_benchmarks_sampling_reruns_only_its_evaluations(study, tmp_
     run = snakemake(workdir, "--configfile", str(edited), "-n")
     assert run.returncode == 0, run.stderr[-3000:]
     counts = job_counts(run.stdout + run.stderr)
-    # student, teacher, the SFT model and the experiment are evaluated on "hard"; nothing retrains
-    assert counts == {"eval_model": 4, "tables": 1, "all": 1}, counts
+    # student, teacher, the SFT model, the experiment and the sweep's three points are evaluated
+    # on "hard"; nothing retrains
+    assert counts == {"eval_model": 7, "sweep_point": 3, "sweep_table": 1, "probe_teachers": 1, "tables": 1,
+                      "all": 1}, counts
     log = run.stdout + run.stderr
     assert "output: results/eval/student/hard.json" in log
     assert "output: results/eval/student/easy.json" not in log
+
+
+def test_sweep_points_are_experiments_with_a_table(study):
+    workdir, _ = study
+    table = (workdir / "results/sweeps/k/table.md").read_text()
+    for point in ("k.k-1", "k.k-2", "k.sampled"):
+        assert f"| {point} |" in table
+        log = (workdir / f"results/opd/{point}/train_log.jsonl").read_text().splitlines()
+        assert len(log) == 3
+    assert "objective.kind=sampled" in table
+    assert "\\begin{tabular}" in (workdir / "results/sweeps/k/table.tex").read_text()
+    summary = json.loads((workdir / "results/summary.json").read_text())
+    assert {"k.k-1", "k.k-2", "k.sampled"} <= set(summary["experiments"])
+
+
+def test_probe_ranks_teachers_and_figures_are_drawn(study):
+    workdir, _ = study
+    probe = json.loads((workdir / "results/probes/teachers.json").read_text())
+    assert sorted(probe["ranking"]) == ["cold", "teacher"]
+    for scores in probe["scores"].values():
+        assert 0.0 <= scores["overlap_ratio"] <= 1.0 and scores["positions"] > 0
+    assert "| 1 |" in (workdir / "results/probes/teachers.md").read_text()
+    for group in ("section_none", "sweep_k"):
+        assert (workdir / f"results/figures/{group}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("edit", ["grid_value", "named_point"])
+def test_editing_one_sweep_point_reruns_only_that_point(study, tmp_path, edit):
+    workdir, config = study
+    config = json.loads(json.dumps(config))
+    if edit == "grid_value":
+        config["sweeps"]["k"]["grid"]["objective.k"] = [1, 3]  # k-2 leaves, k-3 arrives
+    else:
+        config["sweeps"]["k"]["points"]["sampled"] = {"objective.kind": "full"}
+    run = snakemake(workdir, "--configfile", str(write_config(tmp_path / "edited.yaml", config)), "-n")
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = job_counts(run.stdout + run.stderr)
+    assert counts == {"opd_train": 1, "eval_model": 2, "sweep_point": 1, "sweep_table": 1, "figure": 1, "tables": 1,
+                      "all": 1}, counts
+    point = "k.k-3" if edit == "grid_value" else "k.sampled"
+    assert f"output: results/opd/{point}/model" in run.stdout + run.stderr
+
+
+def test_one_sweep_is_a_target(study):
+    workdir, _ = study
+    run = snakemake(workdir, "--configfile", str(workdir / "config.yaml"), "-n", "sweep_k")
+    assert run.returncode == 0 and "Nothing to be done" in run.stdout + run.stderr
 
 
 def test_invalid_config_fails_before_any_job(tmp_path):

@@ -75,6 +75,11 @@ def tiny_config() -> dict:
                           "train": {"steps": 2, "prompts_per_step": 2, "n": 2, "max_new_tokens": 24,
                                     "lr": 1e-4, "eval_every": 1, "eval_n": 1}},
         },
+        "probes": {"teachers": {"student": "student", "teachers": ["teacher", "cold"], "prompts": "opd_p",
+                                "num_prompts": 4, "max_new_tokens": 16, "k": 4}},
+        # an ablation: two grid points and one named point, each a small OPD run from "distilled"
+        "sweeps": {"k": {"base": "distilled", "grid": {"objective.k": [1, 2]},
+                         "points": {"sampled": {"objective.kind": "sampled"}}}},
         "eval": {"prompt_template": "{problem}", "batch_size": 16,
                  "sampling": {"n": 2, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 24}},
     }

@@ -7,6 +7,7 @@ raised before Snakemake schedules any job.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from pathlib import Path
@@ -72,12 +73,69 @@ def validate_config(config: dict, schema: dict, rule_names: tuple[str, ...] = ()
     unshared = json.loads(json.dumps(config))
     config.clear()
     config.update(unshared)
-    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        raise ConfigError(_message(jsonschema.exceptions.best_match(errors)))
+    _check_schema(config, schema)
+    origin = expand_sweeps(config)
+    try:
+        _check_schema(config, schema)  # the points, with their overrides
+    except ConfigError as e:
+        point = next((p for p in origin if str(e).startswith(f"config.experiments.{p}.")), None)
+        raise ConfigError(f"{e} (a point of config.sweeps.{origin[point]})" if point else str(e)) from None
     _check_sources(config)
     _check_references(config, rule_names)
     return config
+
+
+def _check_schema(config: dict, schema: dict) -> None:
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError(_message(jsonschema.exceptions.best_match(errors)))
+
+
+def point_name(sweep: str, overrides: dict) -> str:
+    """``<sweep>.<setting>-<value>[_...]``, e.g. ``topk_k.k-16`` or ``lr.lr-1e-05``."""
+    def slug(value) -> str:
+        return re.sub(r"[^A-Za-z0-9.-]+", "", str(value).replace(" ", "-")) or "x"
+
+    return f"{sweep}." + "_".join(f"{key.rsplit('.', 1)[-1]}-{slug(v)}" for key, v in overrides.items())
+
+
+def sweep_points(name: str, sweep: dict) -> dict[str, dict]:
+    """{point name: {dotted setting: value}}: the grid's combinations, then the named points."""
+    grid = sweep.get("grid", {})
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
+    points = {point_name(name, c): c for c in combos}
+    points.update({f"{name}.{p}": overrides for p, overrides in sweep.get("points", {}).items()})
+    return points
+
+
+def expand_sweeps(config: dict) -> dict[str, str]:
+    """Add every sweep point to ``config.experiments`` as an experiment: a copy of the
+    base experiment with the point's settings changed. Returns {point: sweep}."""
+    origin = {}
+    for name, sweep in config.get("sweeps", {}).items():
+        base = config["experiments"].get(sweep["base"])
+        if base is None or sweep["base"] in origin:
+            raise ConfigError(f"{_key(['sweeps', name, 'base'])}: no experiment named {sweep['base']!r}")
+        points = sweep_points(name, sweep)
+        if not points:
+            raise ConfigError(f"{_key(['sweeps', name])}: give a grid or points")
+        for point, overrides in points.items():
+            entry = copy.deepcopy(base)
+            entry["section"] = sweep.get("section") or base.get("section")
+            for dotted, value in overrides.items():
+                *parents, leaf = dotted.split(".")
+                target = entry
+                for part in parents:
+                    target = target.get(part) if isinstance(target, dict) else None
+                if not isinstance(target, dict) or leaf not in target:
+                    where = "grid" if dotted in sweep.get("grid", {}) else f"points.{point.split('.', 1)[1]}"
+                    raise ConfigError(f"{_key(['sweeps', name, where])}: {dotted!r} is not an experiment setting")
+                target[leaf] = copy.deepcopy(value)
+            if point in config["experiments"]:
+                raise ConfigError(f"{_key(['sweeps', name])}: point {point!r} is also an experiment's name")
+            config["experiments"][point] = entry
+            origin[point] = name
+    return origin
 
 
 def _check_sources(config: dict) -> None:
@@ -118,6 +176,13 @@ def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
             for i, b in enumerate(entry.get("benchmarks", [])):
                 if b not in config["benchmarks"]:
                     raise ConfigError(f"{_key([kind, name, 'benchmarks', i])}: no benchmark named {b!r}")
+    for name, probe in config["probes"].items():
+        for i, model in enumerate([probe["student"], *probe["teachers"]]):
+            if model not in models:
+                where = ["probes", name, "student"] if i == 0 else ["probes", name, "teachers", i - 1]
+                raise ConfigError(f"{_key(where)}: no model named {model!r}")
+        if probe["prompts"] not in data:
+            raise ConfigError(f"{_key(['probes', name, 'prompts'])}: no prompt set or benchmark named {probe['prompts']!r}")
     _check_acyclic(config)
     for field, kind in (("models", "models"), ("benchmarks", "benchmarks")):
         for i, name in enumerate(config["base_eval"][field]):

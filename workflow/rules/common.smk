@@ -14,6 +14,7 @@ from opd.config import (  # noqa: E402
     load_schema,
     resources_for,
     sampling_for,
+    sweep_points,
     template_for,
     validate_config,
 )
@@ -41,6 +42,7 @@ RULES_WITH_RESOURCES = (
     "opd_train",
     "teacher_rollouts",
     "sft",
+    "probe_teachers",
 )
 BUILTIN_RESOURCES = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "gpus": 0, "nodes": 1, "checkpoint_signal_s": 300}
 
@@ -52,6 +54,7 @@ except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
 
 TOY_MODELS = [m for m, entry in config["models"].items() if "toy" in entry]
+SWEEPS = {name: sweep_points(name, sweep) for name, sweep in config["sweeps"].items()}  # {sweep: {point: overrides}}
 EXPERIMENTS = list(config["experiments"])
 SFT_RUNS = list(config["sft"])
 NAME = "[A-Za-z0-9][A-Za-z0-9_.-]*"
@@ -171,3 +174,35 @@ def experiments_manifest():
             for name, e in config["experiments"].items()
         }
     )
+
+
+def probe_accuracy(probe):
+    """{(model, benchmark): metrics path} of the base evaluation for a probe's models."""
+    p = config["probes"][probe]
+    models = {p["student"], *p["teachers"]}
+    return {(m, b): f"results/eval/{m}/{b}.json" for m, b in BASE_EVAL if m in models}
+
+
+def point_experiment(wc):
+    return f"{wc.sweep}.{wc.point}"
+
+
+def point_evals(wc):
+    name = point_experiment(wc)
+    e = config["experiments"][name]
+    return {(m, b): f"results/eval/{m}/{b}.json" for b in experiment_benchmarks(name)
+            for m in (name, e["student"], e["teacher"])}
+
+
+def figure_groups():
+    """Experiments per paper section, and each sweep's points: one figure each."""
+    groups = {}
+    for name, e in config["experiments"].items():
+        if not any(name in points for points in SWEEPS.values()):
+            groups.setdefault(f"section_{e['section'] or 'none'}", []).append(name)
+    for sweep, points in SWEEPS.items():
+        groups[f"sweep_{sweep}"] = list(points)
+    return groups
+
+
+FIGURES = figure_groups()

@@ -5,8 +5,8 @@ rule tables:
         logs=[f"results/opd/{name}/train_log.jsonl" for name in EXPERIMENTS],
         script=script_path("make_tables.py"),
     output:
-        table="results/tables/base_eval.md",
-        experiments="results/tables/experiments.md",
+        table=report("results/tables/base_eval.md", caption="../report/base_eval.rst", category="Tables"),
+        experiments=report("results/tables/experiments.md", caption="../report/table.rst", category="Tables"),
         summary="results/summary.json",
     params:
         evals=" ".join(f"--eval {m}:{b}:results/eval/{m}/{b}.json" for m, b in ALL_EVALS),
@@ -20,3 +20,24 @@ rule tables:
     shell:
         "python {input.script} {params.evals} {params.base} --experiments {params.experiments:q} "
         "--table {output.table} --experiments-table {output.experiments} --summary {output.summary} > {log} 2>&1"
+
+
+
+rule figure:
+    """Training dynamics of a paper section's experiments or a sweep's points."""
+    input:
+        logs=lambda wc: [f"results/opd/{n}/train_log.jsonl" for n in FIGURES[wc.group]],
+        script=script_path("make_figure.py"),
+    output:
+        report("results/figures/{group}.png", caption="../report/dynamics.rst", category="Training dynamics"),
+    wildcard_constraints:
+        group=one_of(FIGURES),
+    params:
+        logs=lambda wc: " ".join(f"--log {n}=results/opd/{n}/train_log.jsonl" for n in FIGURES[wc.group]),
+    log:
+        "logs/figure/{group}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "python {input.script} {params.logs} --title {wildcards.group} --out {output} > {log} 2>&1"

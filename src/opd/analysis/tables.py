@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 
 def accuracy_key(metrics: dict) -> str:
     return f"avg@{metrics['samples_per_problem']}"
+
+
+def latex_table(header: list[str], rows: list[list[str]], caption: str) -> str:
+    """A booktabs tabular; ``%``, ``_`` and ``&`` in cells are escaped."""
+    def esc(cell: str) -> str:
+        return re.sub(r"([%_&#$])", r"\\\1", cell).replace("<-", r"$\leftarrow$")
+
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(caption)}}}",
+             r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+             " & ".join(map(esc, header)) + r" \\", r"\midrule"]
+    lines += [" & ".join(map(esc, r)) + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -107,3 +122,23 @@ def experiments_table(experiments: dict[str, dict]) -> str:
 
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.3f}"
+
+
+SWEEP_METRICS = (("overlap_ratio_last", "overlap"), ("overlap_mass_student_last", "overlap mass"),
+                 ("overlap_token_advantage_last", "overlap adv."), ("entropy_gap_last", "entropy gap"))
+
+
+def sweep_rows(points: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """One row per point and benchmark: what changed, accuracies, gap recovery and the
+    token-level metrics at the last step."""
+    header = ["point", "settings", "benchmark", "before", "after", "teacher", "gap recovery",
+              *(label for _, label in SWEEP_METRICS)]
+    rows = []
+    for name, p in points.items():
+        settings = ", ".join(f"{k}={v}" for k, v in p["overrides"].items())
+        for b, m in p["benchmarks"].items():
+            gr = m["gap_recovery"]
+            rows.append([name, settings, b, f"{100 * m['acc_before']:.1f}", f"{100 * m['acc_after']:.1f}",
+                         f"{100 * m['acc_teacher']:.1f}", "-" if gr is None else f"{100 * gr:.0f}%",
+                         *(_fmt(p.get(key)) for key, _ in SWEEP_METRICS)])
+    return header, rows

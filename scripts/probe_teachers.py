@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Teacher compatibility probe: rank candidate teachers for a student before training,
+by the token-level metrics at the student's own rollouts (see opd.analysis.probe). Writes
+a JSON (scores, ranking, each teacher's accuracy lead from the base evaluation) and a
+markdown table."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import torch  # noqa: E402
+
+from opd.analysis.probe import rank, student_rollouts, teacher_scores  # noqa: E402
+from opd.analysis.tables import markdown_table  # noqa: E402
+from opd.data import read_problems, render_prompt  # noqa: E402
+from opd.io import read_json, write_json, write_text  # noqa: E402
+from opd.models import load_model, load_tokenizer, same_tokenizer  # noqa: E402
+from opd.rollout import SamplingParams  # noqa: E402
+
+COLUMNS = (("overlap_ratio", "overlap ratio"), ("overlap_mass_student", "overlap mass (student)"),
+           ("overlap_token_advantage", "overlap-token adv."), ("entropy_gap", "entropy gap"),
+           ("sampled_reward", "teacher log-prob lead"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--student", required=True, help="NAME=PATH")
+    ap.add_argument("--teacher", action="append", required=True, help="NAME=PATH (repeatable)")
+    ap.add_argument("--prompts", required=True)
+    ap.add_argument("--settings", required=True, help="JSON: num_prompts, n, temperature, max_new_tokens, k, seed")
+    ap.add_argument("--template", default="{problem}")
+    ap.add_argument("--no-chat", action="store_true")
+    ap.add_argument("--accuracy", action="append", default=[], metavar="MODEL:BENCHMARK:PATH",
+                    help="base-evaluation metrics, for each teacher's accuracy lead")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--table", required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    settings = json.loads(args.settings)
+    student_name, student_path = args.student.split("=", 1)
+    tok = load_tokenizer(student_path)
+    student = load_model(student_path, args.dtype, args.device)
+    problems = read_problems(args.prompts)[: settings["num_prompts"]]
+    prompt_ids = [tok(render_prompt(tok, p["problem"], args.template, not args.no_chat),
+                      add_special_tokens=False)["input_ids"] for p in problems]
+    rollouts = student_rollouts(student, tok, prompt_ids, SamplingParams(
+        settings["n"], settings["temperature"], 1.0, settings["max_new_tokens"], settings["seed"]), batch_size=64)
+    scores = {}
+    for item in args.teacher:
+        name, path = item.split("=", 1)
+        if not same_tokenizer(tok, load_tokenizer(path)):
+            scores[name] = {"error": "different tokenizer: the teacher cannot score the student's tokens"}
+            continue
+        teacher = load_model(path, args.dtype, args.device)
+        scores[name] = teacher_scores(student, teacher, tok, prompt_ids, rollouts, settings["k"])
+        del teacher
+    accuracy = {}
+    for item in args.accuracy:
+        model, benchmark, path = item.split(":", 2)
+        m = read_json(path)
+        accuracy.setdefault(benchmark, {})[model] = m[f"avg@{m['samples_per_problem']}"]
+    ranking = rank(scores)
+    leads = {t: {b: acc[t] - acc[student_name] for b, acc in accuracy.items() if t in acc and student_name in acc}
+             for t in scores}
+    write_json(args.out, {"student": student_name, "settings": settings, "ranking": ranking, "scores": scores,
+                          "accuracy_lead": leads})
+    benchmarks = sorted(accuracy)
+    rows = [[str(i + 1), t, *(f"{scores[t][key]:.3f}" if key in scores[t] else "-" for key, _ in COLUMNS),
+             *(f"{100 * leads[t][b]:+.1f}" if b in leads[t] else "-" for b in benchmarks)]
+            for i, t in enumerate(ranking)]
+    header = ["rank", "teacher", *(label for _, label in COLUMNS), *(f"lead on {b}" for b in benchmarks)]
+    write_text(args.table, f"# Teacher compatibility probe: student {student_name}\n\n"
+               + markdown_table(header, rows)
+               + f"\nMetrics (top-{settings['k']}) at {len(rollouts)} student rollouts on {len(problems)} prompts, "
+               "before any training; ranked by overlap ratio, then entropy gap. Lead: the teacher's base accuracy "
+               "minus the student's, in points.\n")
+    print(Path(args.table).read_text())
+
+
+if __name__ == "__main__":
+    main()

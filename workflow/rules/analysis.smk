@@ -1,0 +1,33 @@
+rule probe_teachers:
+    """Candidate teachers scored against a student before any training, ranked."""
+    input:
+        student=lambda wc: model_files(config["probes"][wc.probe]["student"]),
+        teachers=lambda wc: [f for t in config["probes"][wc.probe]["teachers"] for f in model_files(t)],
+        prompts=lambda wc: problem_file(config["probes"][wc.probe]["prompts"]),
+        evals=lambda wc: list(probe_accuracy(wc.probe).values()),
+        script=script_path("probe_teachers.py"),
+    output:
+        json="results/probes/{probe}.json",
+        table=report("results/probes/{probe}.md", caption="../report/probe.rst", category="Teacher probe"),
+    wildcard_constraints:
+        probe=one_of(config["probes"]),
+    params:
+        student=lambda wc: f"{config['probes'][wc.probe]['student']}={model_source(config['probes'][wc.probe]['student'])}",
+        teachers=lambda wc: " ".join(f"--teacher {t}={model_source(t)}" for t in config["probes"][wc.probe]["teachers"]),
+        settings=lambda wc: as_json({k: config["probes"][wc.probe][k]
+                                     for k in ("num_prompts", "n", "temperature", "max_new_tokens", "k", "seed")}),
+        template=lambda wc: config["probes"][wc.probe]["prompt_template"] or config["eval"]["prompt_template"],
+        flags=lambda wc: " --no-chat" if not base_entry(config["probes"][wc.probe]["student"])["chat_template"] else "",
+        accuracy=lambda wc: " ".join(f"--accuracy {m}:{b}:{p}" for (m, b), p in probe_accuracy(wc.probe).items()),
+        dtype=lambda wc: base_entry(config["probes"][wc.probe]["student"])["dtype"],
+    log:
+        "logs/probe_teachers/{probe}.log",
+    threads: rule_threads("probe_teachers")
+    resources:
+        **rule_resources("probe_teachers"),
+    conda:
+        "../../envs/rollout.yaml"
+    shell:
+        "python {input.script} --student {params.student:q} {params.teachers} --prompts {input.prompts} "
+        "--settings {params.settings:q} --template {params.template:q}{params.flags} {params.accuracy} "
+        "--dtype {params.dtype} --threads {threads} --out {output.json} --table {output.table} > {log} 2>&1"

@@ -1,0 +1,65 @@
+# Ablation sweeps: each point is an experiment (trained and evaluated by the other rules);
+# here its summary, the sweep's tables, and a named target per sweep (`snakemake sweep_<name>`).
+
+
+rule sweep_point:
+    """One sweep point: accuracies before/after/teacher, gap recovery, token-level metrics."""
+    input:
+        evals=lambda wc: list(point_evals(wc).values()),
+        log=lambda wc: f"results/opd/{point_experiment(wc)}/train_log.jsonl",
+        script=script_path("make_sweep.py"),
+    output:
+        "results/sweeps/{sweep}/points/{point}.json",
+    wildcard_constraints:
+        sweep=one_of(SWEEPS),
+    params:
+        experiment=point_experiment,
+        evals=lambda wc: " ".join(f"--eval {m}:{b}:{p}" for (m, b), p in point_evals(wc).items()),
+        spec=lambda wc: as_json({
+            **{k: config["experiments"][point_experiment(wc)][k] for k in ("student", "teacher", "section")},
+            "benchmarks": experiment_benchmarks(point_experiment(wc)),
+            "overrides": SWEEPS[wc.sweep][point_experiment(wc)],
+        }),
+    log:
+        "logs/sweep_point/{sweep}/{point}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "python {input.script} point --experiment {params.experiment} --spec {params.spec:q} {params.evals} "
+        "--log {input.log} --out {output} > {log} 2>&1"
+
+
+rule sweep_table:
+    """A sweep's points side by side (markdown, LaTeX, JSON)."""
+    input:
+        points=lambda wc: [f"results/sweeps/{wc.sweep}/points/{p.split('.', 1)[1]}.json" for p in SWEEPS[wc.sweep]],
+        script=script_path("make_sweep.py"),
+    output:
+        markdown=report("results/sweeps/{sweep}/table.md", caption="../report/sweep.rst", category="Sweeps"),
+        latex="results/sweeps/{sweep}/table.tex",
+        json="results/sweeps/{sweep}/summary.json",
+    wildcard_constraints:
+        sweep=one_of(SWEEPS),
+    params:
+        base=lambda wc: config["sweeps"][wc.sweep]["base"],
+        points=lambda wc, input: " ".join(f"--point {p}" for p in input.points),
+    log:
+        "logs/sweep_table/{sweep}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "python {input.script} table --sweep {wildcards.sweep} --base {params.base} {params.points} "
+        "--markdown {output.markdown} --latex {output.latex} --json {output.json} > {log} 2>&1"
+
+
+for _sweep in SWEEPS:
+
+    rule:
+        name:
+            f"sweep_{_sweep}"
+        input:
+            f"results/sweeps/{_sweep}/table.md",
+        localrule: True
+        default_target: False
