@@ -186,11 +186,14 @@ def test_a_failing_job_fails_its_rule_clearly_and_leaves_no_output(cluster, tmp_
 
 def test_srun_starts_one_torchrun_per_node_meeting_at_the_first_node(cluster, tmp_path):
     """The several-node launcher, run on the test cluster's one node: srun, then torchrun's
-    rendezvous on the node SLURM names first; every worker sees its rank."""
+    c10d rendezvous on the node SLURM names first, keyed by the job id; every worker sees
+    its rank."""
     from opd.launch import srun_torchrun
 
     probe = tmp_path / "probe.py"
-    probe.write_text("import os\nprint('RANK', os.environ['RANK'], os.environ['WORLD_SIZE'], flush=True)\n")
+    probe.write_text("import os, pathlib\n"
+                     f"pathlib.Path({str(tmp_path)!r}, 'rank' + os.environ['RANK']).write_text("
+                     "os.environ['WORLD_SIZE'] + ' ' + os.environ['TORCHELASTIC_RUN_ID'])\n")
     script = tmp_path / "job.sh"
     script.write_text(f"#!/bin/bash\n{srun_torchrun(1, 2, 1)} {probe}\n")
     job = subprocess.run(["sbatch", "--parsable", "--wait", "-p", "gpu", "--nodes=1", "--ntasks=1", "--gres=gpu:2",
@@ -198,4 +201,5 @@ def test_srun_starts_one_torchrun_per_node_meeting_at_the_first_node(cluster, tm
                          capture_output=True, text=True, timeout=300, env=job_env())
     out = (tmp_path / "out.txt").read_text()
     assert job.returncode == 0, out[-3000:]
-    assert sorted(line for line in out.splitlines() if line.startswith("RANK")) == ["RANK 0 2", "RANK 1 2"]
+    # both workers of world size 2 joined the rendezvous keyed by the SLURM job id
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == [f"2 {job.stdout.strip()}"] * 2
