@@ -203,3 +203,24 @@ def test_srun_starts_one_torchrun_per_node_meeting_at_the_first_node(cluster, tm
     assert job.returncode == 0, out[-3000:]
     # both workers of world size 2 joined the rendezvous keyed by the SLURM job id
     assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == [f"2 {job.stdout.strip()}"] * 2
+
+
+def test_srun_with_one_task_per_gpu_joins_one_process_group(cluster, tmp_path):
+    """Without torchrun: `srun` starts a task per GPU and opd.distributed derives the ranks
+    and the rendezvous from SLURM's variables (submitit), then all-reduces across them."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import pathlib, sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'src')!r})\n"
+        "from opd import distributed\n"
+        "d = distributed.init()\n"
+        "total = d.sum([d.rank + 1.0])[0]\n"
+        f"pathlib.Path({str(tmp_path)!r}, f'rank{{d.rank}}').write_text(f'{{d.world}} {{total}}')\n"
+        "distributed.shutdown()\n")
+    script = tmp_path / "job.sh"
+    script.write_text(f"#!/bin/bash\nsrun --ntasks=2 --cpus-per-task=1 python {probe}\n")
+    job = subprocess.run(["sbatch", "--parsable", "--wait", "-p", "gpu", "--ntasks=2", "--gpus=2", "--cpus-per-task=1",
+                          "--mem=1000", "-t", "5", "-o", str(tmp_path / "out.txt"), str(script)],
+                         capture_output=True, text=True, timeout=300, env=job_env())
+    assert job.returncode == 0, (tmp_path / "out.txt").read_text()[-3000:]
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["2 3.0"] * 2

@@ -72,6 +72,7 @@ def init() -> Dist:
     if "RANK" not in env and int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
         from submitit.helpers import TorchDistributedEnvironment  # srun, one task per GPU
 
+        os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")  # its SLURM environment, outside submitit's own jobs
         TorchDistributedEnvironment().export()
     world = int(env.get("WORLD_SIZE", "1"))
     if world == 1:
