@@ -32,4 +32,5 @@ rule all:
         [f"results/sweeps/{s}/table.md" for s in SWEEPS],
         [f"results/probes/{p}.md" for p in config["probes"]],
         [f"results/figures/{g}.png" for g in FIGURES],
+        "results/analysis/rollout_auroc.md" if EXPERIMENTS else [],
     default_target: True

@@ -101,6 +101,9 @@ def test_probe_ranks_teachers_and_figures_are_drawn(study):
     for scores in probe["scores"].values():
         assert 0.0 <= scores["overlap_ratio"] <= 1.0 and scores["positions"] > 0
     assert "| 1 |" in (workdir / "results/probes/teachers.md").read_text()
+    auroc = json.loads((workdir / "results/analysis/rollout_auroc.json").read_text())
+    assert set(auroc) == {"distilled", "k.k-1", "k.k-2", "k.sampled"}
+    assert auroc["distilled"]["rollouts"] == 2 * 2 * 2  # steps x prompts x n
     for group in ("section_none", "sweep_k"):
         assert (workdir / f"results/figures/{group}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -117,7 +120,7 @@ def test_editing_one_sweep_point_reruns_only_that_point(study, tmp_path, edit):
     assert run.returncode == 0, run.stderr[-3000:]
     counts = job_counts(run.stdout + run.stderr)
     assert counts == {"opd_train": 1, "eval_model": 2, "sweep_point": 1, "sweep_table": 1, "figure": 1, "tables": 1,
-                      "all": 1}, counts
+                      "rollout_auroc": 1, "all": 1}, counts
     point = "k.k-3" if edit == "grid_value" else "k.sampled"
     assert f"output: results/opd/{point}/model" in run.stdout + run.stderr
 

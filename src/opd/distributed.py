@@ -38,6 +38,14 @@ class Dist:
         dist.all_reduce(t)
         return t.tolist()
 
+    def gather(self, items: list) -> list:
+        """Every rank's list, concatenated in rank order (on every rank)."""
+        if self.world == 1:
+            return list(items)
+        out = [None] * self.world
+        dist.all_gather_object(out, items)
+        return [x for part in out for x in part]
+
     def any(self, flag: bool) -> bool:
         return self.sum([float(flag)])[0] > 0
 

@@ -31,3 +31,22 @@ rule probe_teachers:
         "python {input.script} --student {params.student:q} {params.teachers} --prompts {input.prompts} "
         "--settings {params.settings:q} --template {params.template:q}{params.flags} {params.accuracy} "
         "--dtype {params.dtype} --threads {threads} --out {output.json} --table {output.table} > {log} 2>&1"
+
+
+rule rollout_auroc:
+    """Does the teacher's per-rollout reward predict correctness? AUROC per experiment."""
+    input:
+        logs=[f"results/opd/{name}/train_log.jsonl" for name in EXPERIMENTS],
+        script=script_path("rollout_auroc.py"),
+    output:
+        table=report("results/analysis/rollout_auroc.md", caption="../report/auroc.rst", category="Analyses"),
+        json="results/analysis/rollout_auroc.json",
+    params:
+        logs=" ".join(f"--log {name}=results/opd/{name}/train_log.jsonl" for name in EXPERIMENTS),
+    log:
+        "logs/rollout_auroc.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "python {input.script} {params.logs} --table {output.table} --out {output.json} > {log} 2>&1"

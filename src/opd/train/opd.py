@@ -239,5 +239,7 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         "time_teacher": teacher_s,
         "time_update": t2 - t1 - teacher_s,
         "time_grading": t3 - t2,
+        # per rollout: [mean token reward log q - log p, verifier-correct, length], for the AUROC analysis
+        "rollouts": dist.gather([[round(float(r.mean()), 6), int(c), len(r)] for r, c in zip(rewards, correct)]),
     })
     return record
