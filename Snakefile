@@ -33,4 +33,5 @@ rule all:
         [f"results/probes/{p}.md" for p in config["probes"]],
         [f"results/figures/{g}.png" for g in FIGURES],
         "results/analysis/rollout_auroc.md" if EXPERIMENTS else [],
+        [f"results/analysis/continuation/{c}.md" for c in config["continuations"]],
     default_target: True

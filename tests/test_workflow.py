@@ -101,6 +101,8 @@ def test_probe_ranks_teachers_and_figures_are_drawn(study):
     for scores in probe["scores"].values():
         assert 0.0 <= scores["overlap_ratio"] <= 1.0 and scores["positions"] > 0
     assert "| 1 |" in (workdir / "results/probes/teachers.md").read_text()
+    cont = json.loads((workdir / "results/analysis/continuation/cont.json").read_text())
+    assert [r["prefix_tokens"] for r in cont["rows"]] == [0, 4] and cont["rows"][0]["prefixes"] == 4
     auroc = json.loads((workdir / "results/analysis/rollout_auroc.json").read_text())
     assert set(auroc) == {"distilled", "k.k-1", "k.k-2", "k.sampled"}
     assert auroc["distilled"]["rollouts"] == 2 * 2 * 2  # steps x prompts x n

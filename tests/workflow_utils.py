@@ -77,6 +77,8 @@ def tiny_config() -> dict:
         },
         "probes": {"teachers": {"student": "student", "teachers": ["teacher", "cold"], "prompts": "opd_p",
                                 "num_prompts": 4, "max_new_tokens": 16, "k": 4}},
+        "continuations": {"cont": {"student": "student", "teacher": "teacher", "benchmark": "hard",
+                                   "prefix_tokens": [0, 4], "num_problems": 4, "n": 1, "max_new_tokens": 24}},
         # an ablation: two grid points and one named point, each a small OPD run from "distilled"
         "sweeps": {"k": {"base": "distilled", "grid": {"objective.k": [1, 2]},
                          "points": {"sampled": {"objective.kind": "sampled"}}}},

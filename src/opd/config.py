@@ -183,6 +183,12 @@ def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
                 raise ConfigError(f"{_key(where)}: no model named {model!r}")
         if probe["prompts"] not in data:
             raise ConfigError(f"{_key(['probes', name, 'prompts'])}: no prompt set or benchmark named {probe['prompts']!r}")
+    for name, c in config["continuations"].items():
+        for role in ("student", "teacher"):
+            if c[role] not in models:
+                raise ConfigError(f"{_key(['continuations', name, role])}: no model named {c[role]!r}")
+        if c["benchmark"] not in config["benchmarks"]:
+            raise ConfigError(f"{_key(['continuations', name, 'benchmark'])}: no benchmark named {c['benchmark']!r}")
     _check_acyclic(config)
     for field, kind in (("models", "models"), ("benchmarks", "benchmarks")):
         for i, name in enumerate(config["base_eval"][field]):

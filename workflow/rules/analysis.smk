@@ -50,3 +50,40 @@ rule rollout_auroc:
         "../../envs/analysis.yaml"
     shell:
         "python {input.script} {params.logs} --table {output.table} --out {output.json} > {log} 2>&1"
+
+
+rule teacher_continuation:
+    """The teacher's advantage continuing the student's own partial answers, per prefix length."""
+    input:
+        student=lambda wc: model_files(config["continuations"][wc.name]["student"]),
+        teacher=lambda wc: model_files(config["continuations"][wc.name]["teacher"]),
+        benchmark=lambda wc: problem_file(config["continuations"][wc.name]["benchmark"]),
+        script=script_path("teacher_continuation.py"),
+    output:
+        json="results/analysis/continuation/{name}.json",
+        table=report("results/analysis/continuation/{name}.md", caption="../report/continuation.rst",
+                     category="Analyses"),
+    wildcard_constraints:
+        name=one_of(config["continuations"]),
+    params:
+        student=lambda wc: f"{config['continuations'][wc.name]['student']}={model_source(config['continuations'][wc.name]['student'])}",
+        teacher=lambda wc: f"{config['continuations'][wc.name]['teacher']}={model_source(config['continuations'][wc.name]['teacher'])}",
+        settings=lambda wc: as_json({k: v for k, v in config["continuations"][wc.name].items()
+                                     if k not in ("student", "teacher", "benchmark")}),
+        template=lambda wc: template_for(config, config["continuations"][wc.name]["benchmark"]),
+        flags=lambda wc: model_flags(config["continuations"][wc.name]["student"]),
+        dtype=lambda wc: base_entry(config["continuations"][wc.name]["student"])["dtype"],
+        grading=as_json(config["eval"]["grading"]),
+        batch_size=config["eval"]["batch_size"],
+    log:
+        "logs/teacher_continuation/{name}.log",
+    threads: rule_threads("teacher_continuation")
+    resources:
+        **rule_resources("teacher_continuation"),
+    conda:
+        "../../envs/rollout.yaml"
+    shell:
+        "python {input.script} --student {params.student:q} --teacher {params.teacher:q} "
+        "--benchmark {input.benchmark} --settings {params.settings:q} --template {params.template:q} {params.flags} "
+        "--grading {params.grading:q} --dtype {params.dtype} --batch-size {params.batch_size} --threads {threads} "
+        "--out {output.json} --table {output.table} > {log} 2>&1"

@@ -43,6 +43,7 @@ RULES_WITH_RESOURCES = (
     "teacher_rollouts",
     "sft",
     "probe_teachers",
+    "teacher_continuation",
 )
 BUILTIN_RESOURCES = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "gpus": 0, "nodes": 1, "checkpoint_signal_s": 300}
 
