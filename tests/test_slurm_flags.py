@@ -101,15 +101,31 @@ def test_sft_on_two_nodes_runs_one_torchrun_per_node(paper_jobs):
     assert "torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d" in job["block"]
 
 
+LOCAL_RULES = {"tables", "all", "sweep_point", "sweep_table", "figure", "rollout_auroc"}
+
+
+def test_paper_dag_has_every_section_sweep_and_analysis(paper_jobs):
+    counts = {}
+    for job in paper_jobs:
+        counts[job["rule"]] = counts.get(job["rule"], 0) + 1
+    # 11 experiments + 17 sweep points that differ from their base (4 coincide with it)
+    assert counts["opd_train"] == 28 and counts["sweep_point"] == 21 and counts["sweep_table"] == 6
+    # base models, SFT and OPD models on 3 benchmarks: (8 + 1 + 28) x 3
+    assert counts["eval_model"] == 111
+    assert counts["sft"] == counts["teacher_rollouts"] == counts["teacher_continuation"] == 1
+    assert counts["probe_teachers"] == 2 and counts["figure"] == 12
+
+
 def test_every_gpu_rule_gets_what_the_config_asked_for(paper_jobs):
     rules = {j["rule"] for j in paper_jobs}
     assert {"eval_model", "teacher_rollouts", "sft", "opd_train", "prepare_benchmark", "prepare_prompts"} <= rules
     for job in paper_jobs:
-        if job["rule"] in ("tables", "all"):
+        if job["rule"] in LOCAL_RULES:
             continue
         flags = sbatch_flags(job)
         gpus = flag(flags, "--gpus") or [g.split(":")[-1] for g in flag(flags, "--gres")]
-        expected = {"eval_model": "1", "teacher_rollouts": "8", "sft": "8", "opd_train": "8"}.get(job["rule"])
+        expected = {"eval_model": "1", "teacher_rollouts": "8", "sft": "8", "opd_train": "8", "probe_teachers": "1",
+                    "teacher_continuation": "1"}.get(job["rule"])
         assert gpus == ([expected] if expected else []), (job["rule"], flags)
         assert flag(flags, "-p") == (["gpu"] if expected else ["cpu"])
         for name in ("--gpus", "--gres", "--nodes", "--ntasks", "-t", "--mem", "--cpus-per-task", "--signal"):
@@ -118,7 +134,7 @@ def test_every_gpu_rule_gets_what_the_config_asked_for(paper_jobs):
 
 def test_toy_config_asks_for_no_gpus(tmp_path):
     for job in dry_run_jobs(tmp_path, ROOT / "config/config.yaml"):
-        if job["rule"] in ("tables", "all"):
+        if job["rule"] in LOCAL_RULES:
             continue
         flags = sbatch_flags(job)
         assert not flag(flags, "--gpus") and not flag(flags, "--gres") and not flag(flags, "--nodes")

@@ -145,7 +145,8 @@ def test_invalid_config_fails_before_any_job(tmp_path):
 
 def base_only(config: dict) -> dict:
     """The config without training: models and benchmarks only."""
-    return {k: v for k, v in config.items() if k not in ("prompt_sets", "sft", "experiments")}
+    return {k: v for k, v in config.items()
+            if k not in ("prompt_sets", "sft", "experiments", "sweeps", "probes", "continuations")}
 
 
 def test_local_model_path_is_loaded_in_place(tmp_path, tiny_model_dir):
@@ -174,3 +175,24 @@ def test_lint_is_clean():
     run = snakemake(ROOT, "--lint")
     assert "Congratulations, your workflow is in a" in run.stdout + run.stderr, \
         run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_two_studies_share_base_evaluations_through_the_cache(tmp_path):
+    """Snakemake's between-workflow cache: the second study gets the same evaluation from it."""
+    config = base_only(tiny_config())
+    config["models"] = {"student": config["models"]["student"]}
+    config["benchmarks"] = {"easy": config["benchmarks"]["easy"]}
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    runs = []
+    for study in ("one", "two"):
+        workdir = tmp_path / study
+        workdir.mkdir()
+        cfg = write_config(workdir / "config.yaml", config)
+        runs.append(snakemake(workdir, "--configfile", str(cfg), "--cores", "1", "--cache", "eval_model",
+                              env_extra={"SNAKEMAKE_OUTPUT_CACHE": str(cache)}))
+        assert runs[-1].returncode == 0, runs[-1].stderr[-3000:]
+    assert "from cache" not in runs[0].stdout + runs[0].stderr
+    assert "Symlinking output file results/eval/student/easy.json from cache." in runs[1].stdout + runs[1].stderr
+    one, two = ((tmp_path / s / "results/eval/student/easy.json").read_text() for s in ("one", "two"))
+    assert one == two  # the same file, not a second (differently timed) evaluation

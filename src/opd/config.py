@@ -108,6 +108,12 @@ def sweep_points(name: str, sweep: dict) -> dict[str, dict]:
     return points
 
 
+def point_experiment(config: dict, sweep: str, point: str) -> str:
+    """The experiment that serves a sweep point: its own, or the base experiment when the
+    point changes nothing (e.g. k=16 in a k sweep over a top-16 base)."""
+    return point if point in config["experiments"] else config["sweeps"][sweep]["base"]
+
+
 def expand_sweeps(config: dict) -> dict[str, str]:
     """Add every sweep point to ``config.experiments`` as an experiment: a copy of the
     base experiment with the point's settings changed. Returns {point: sweep}."""
@@ -131,6 +137,8 @@ def expand_sweeps(config: dict) -> dict[str, str]:
                     where = "grid" if dotted in sweep.get("grid", {}) else f"points.{point.split('.', 1)[1]}"
                     raise ConfigError(f"{_key(['sweeps', name, where])}: {dotted!r} is not an experiment setting")
                 target[leaf] = copy.deepcopy(value)
+            if entry == {**base, "section": entry["section"]}:
+                continue  # the base experiment itself: its run serves this point (see point_experiment)
             if point in config["experiments"]:
                 raise ConfigError(f"{_key(['sweeps', name])}: point {point!r} is also an experiment's name")
             config["experiments"][point] = entry

@@ -13,6 +13,7 @@ from opd.config import (  # noqa: E402
     base_eval_pairs,
     load_schema,
     resources_for,
+    point_experiment,
     sampling_for,
     sweep_points,
     template_for,
@@ -184,12 +185,12 @@ def probe_accuracy(probe):
     return {(m, b): f"results/eval/{m}/{b}.json" for m, b in BASE_EVAL if m in models}
 
 
-def point_experiment(wc):
-    return f"{wc.sweep}.{wc.point}"
+def sweep_point_experiment(wc):
+    return point_experiment(config, wc.sweep, f"{wc.sweep}.{wc.point}")
 
 
 def point_evals(wc):
-    name = point_experiment(wc)
+    name = sweep_point_experiment(wc)
     e = config["experiments"][name]
     return {(m, b): f"results/eval/{m}/{b}.json" for b in experiment_benchmarks(name)
             for m in (name, e["student"], e["teacher"])}
@@ -202,7 +203,7 @@ def figure_groups():
         if not any(name in points for points in SWEEPS.values()):
             groups.setdefault(f"section_{e['section'] or 'none'}", []).append(name)
     for sweep, points in SWEEPS.items():
-        groups[f"sweep_{sweep}"] = list(points)
+        groups[f"sweep_{sweep}"] = sorted({point_experiment(config, sweep, p) for p in points})
     return groups
 
 

@@ -24,6 +24,9 @@ rule eval_model:
         grading=as_json(config["eval"]["grading"]),
     log:
         "logs/eval_model/{model}/{benchmark}.log",
+    # `--cache eval_model` with $SNAKEMAKE_OUTPUT_CACHE set: studies on one cluster share
+    # evaluations of the same model, benchmark and settings (keyed by provenance)
+    cache: "omit-software"
     threads: rule_threads("eval_model")
     resources:
         **rule_resources("eval_model"),

@@ -6,19 +6,19 @@ rule sweep_point:
     """One sweep point: accuracies before/after/teacher, gap recovery, token-level metrics."""
     input:
         evals=lambda wc: list(point_evals(wc).values()),
-        log=lambda wc: f"results/opd/{point_experiment(wc)}/train_log.jsonl",
+        log=lambda wc: f"results/opd/{sweep_point_experiment(wc)}/train_log.jsonl",
         script=script_path("make_sweep.py"),
     output:
         "results/sweeps/{sweep}/points/{point}.json",
     wildcard_constraints:
         sweep=one_of(SWEEPS),
     params:
-        experiment=point_experiment,
+        experiment=sweep_point_experiment,
         evals=lambda wc: " ".join(f"--eval {m}:{b}:{p}" for (m, b), p in point_evals(wc).items()),
         spec=lambda wc: as_json({
-            **{k: config["experiments"][point_experiment(wc)][k] for k in ("student", "teacher", "section")},
-            "benchmarks": experiment_benchmarks(point_experiment(wc)),
-            "overrides": SWEEPS[wc.sweep][point_experiment(wc)],
+            **{k: config["experiments"][sweep_point_experiment(wc)][k] for k in ("student", "teacher", "section")},
+            "benchmarks": experiment_benchmarks(sweep_point_experiment(wc)),
+            "overrides": SWEEPS[wc.sweep][f"{wc.sweep}.{wc.point}"],
         }),
     log:
         "logs/sweep_point/{sweep}/{point}.log",
