@@ -198,3 +198,13 @@ def test_two_studies_share_base_evaluations_through_the_cache(tmp_path):
     assert stored not in second and "Symlinking output file results/eval/student/easy.json from cache" in second
     one, two = ((tmp_path / s / "results/eval/student/easy.json").read_text() for s in ("one", "two"))
     assert one == two  # the same file, not a second (differently timed) evaluation
+
+
+def test_report_builds_with_tables_figures_and_analyses(study, tmp_path):
+    workdir, _ = study
+    report = tmp_path / "report.html"
+    run = snakemake(workdir, "--configfile", str(workdir / "config.yaml"), "--report", str(report))
+    assert run.returncode == 0, run.stderr[-3000:]
+    html = report.read_text()
+    for item in ("experiments.md", "sweep_k.png", "teachers.md", "rollout_auroc.md", "cont.md"):
+        assert item in html, item
