@@ -84,9 +84,9 @@ def test_editing_one_benchmarks_sampling_reruns_only_its_evaluations(study, tmp_
 def test_sweep_points_are_experiments_with_a_table(study):
     workdir, _ = study
     table = (workdir / "results/sweeps/k/table.md").read_text()
-    for point in ("k.k-1", "k.k-2", "k.sampled"):
+    for point in ("k-1", "k-2", "sampled"):
         assert f"| {point} |" in table
-        log = (workdir / f"results/opd/{point}/train_log.jsonl").read_text().splitlines()
+        log = (workdir / f"results/opd/k.{point}/train_log.jsonl").read_text().splitlines()
         assert len(log) == 3
     assert "objective.kind=sampled" in table
     assert "\\begin{tabular}" in (workdir / "results/sweeps/k/table.tex").read_text()
