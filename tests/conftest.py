@@ -33,6 +33,17 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
 
 
 @pytest.fixture(scope="session")
+def teacher_model_dir(tmp_path_factory, tokenizer):
+    """A second tiny model (another seed): a teacher that differs from tiny_model_dir."""
+    from opd.toy.pretrain import ToyRecipe, pretrain
+
+    path = tmp_path_factory.mktemp("teacher")
+    pretrain(tokenizer, ToyRecipe(layers=1, hidden=32, heads=2, steps=3, batch_size=8, seed=9), path,
+             show_progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
 def study(tmp_path_factory):
     """A completed local run of the tiny toy world: (workdir, config)."""
     from workflow_utils import snakemake, tiny_config, write_config

@@ -20,16 +20,6 @@ from opd.io import write_jsonl
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, tokenizer):
-    from opd.toy.pretrain import ToyRecipe, pretrain
-
-    path = tmp_path_factory.mktemp("teacher")
-    pretrain(tokenizer, ToyRecipe(layers=1, hidden=32, heads=2, steps=3, batch_size=8, seed=9), path,
-             show_progress=False)
-    return path
-
-
 def launch(nproc: int, script: str, args: list[str]) -> subprocess.CompletedProcess:
     prefix = [sys.executable] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc-per-node={nproc}"]
@@ -57,7 +47,7 @@ HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
 
 @pytest.mark.parametrize("deepspeed", [None, pytest.param("zero2", marks=pytest.mark.skipif(
     not HAS_DEEPSPEED, reason="DeepSpeed is not installed"))])
-def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_dir, deepspeed):
+def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_model_dir, deepspeed):
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl(prompts, toy_problems(8, 40, 1, 2, "p"))
     # greedy rollouts, so both runs score the same responses
@@ -69,7 +59,7 @@ def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_d
             settings["deepspeed"] = deepspeed
         work = tmp_path / f"np{nproc}"
         launch(nproc, "opd_train.py", [
-            "--student", str(tiny_model_dir), "--teacher", str(teacher_dir), "--prompts", str(prompts),
+            "--student", str(tiny_model_dir), "--teacher", str(teacher_model_dir), "--prompts", str(prompts),
             "--settings", json.dumps(settings), "--objective", '{"k": 4}', "--run-dir", str(work / "run"),
             "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")])
         logs[nproc] = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
@@ -115,7 +105,7 @@ def descendants(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not HAS_DEEPSPEED, reason="DeepSpeed is not installed")
-def test_zero2_run_signalled_usr2_resumes_to_the_same_weights(tmp_path, tiny_model_dir, teacher_dir):
+def test_zero2_run_signalled_usr2_resumes_to_the_same_weights(tmp_path, tiny_model_dir, teacher_model_dir):
     """torchrun's agent ignores USR2 (as under SLURM, where the job's shell ignores it); the
     workers checkpoint their ZeRO shards and exit 75; the rerun resumes from them."""
     prompts = tmp_path / "prompts.jsonl"
@@ -125,7 +115,8 @@ def test_zero2_run_signalled_usr2_resumes_to_the_same_weights(tmp_path, tiny_mod
 
     def command(work):
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc-per-node=2",
-                str(ROOT / "scripts/opd_train.py"), "--student", str(tiny_model_dir), "--teacher", str(teacher_dir),
+                str(ROOT / "scripts/opd_train.py"), "--student", str(tiny_model_dir),
+                "--teacher", str(teacher_model_dir),
                 "--prompts", str(prompts), "--settings", json.dumps(settings), "--objective", '{"k": 4}',
                 "--run-dir", str(work / "run"), "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")]
 

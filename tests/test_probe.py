@@ -9,22 +9,12 @@ from opd.models import load_model
 from opd.rollout import SamplingParams
 
 
-@pytest.fixture(scope="module")
-def other_dir(tmp_path_factory, tokenizer):
-    from opd.toy.pretrain import ToyRecipe, pretrain
-
-    path = tmp_path_factory.mktemp("other")
-    pretrain(tokenizer, ToyRecipe(layers=1, hidden=32, heads=2, steps=3, batch_size=8, seed=5), path,
-             show_progress=False)
-    return path
-
-
-def test_identical_teacher_agrees_everywhere_and_ranks_first(tiny_model_dir, other_dir, tokenizer):
+def test_identical_teacher_agrees_everywhere_and_ranks_first(tiny_model_dir, teacher_model_dir, tokenizer):
     student = load_model(tiny_model_dir, "float32", "cpu")
     prompts = [tokenizer(p["problem"], add_special_tokens=False)["input_ids"] for p in toy_problems(6, 3, 1, 2, "q")]
     rollouts = student_rollouts(student, tokenizer, prompts, SamplingParams(2, 1.0, 1.0, 12, 0), batch_size=8)
     same = teacher_scores(student, load_model(tiny_model_dir, "float32", "cpu"), tokenizer, prompts, rollouts, k=4)
-    other = teacher_scores(student, load_model(other_dir, "float32", "cpu"), tokenizer, prompts, rollouts, k=4)
+    other = teacher_scores(student, load_model(teacher_model_dir, "float32", "cpu"), tokenizer, prompts, rollouts, k=4)
     assert same["positions"] == other["positions"] == sum(len(r.token_ids) for r in rollouts) > 0
     assert same["overlap_ratio"] == pytest.approx(1.0)
     assert same["overlap_mass_student"] == pytest.approx(same["overlap_mass_teacher"])

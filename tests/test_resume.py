@@ -25,16 +25,6 @@ def prompts(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, tokenizer):
-    from opd.toy.pretrain import ToyRecipe, pretrain
-
-    path = tmp_path_factory.mktemp("teacher")
-    pretrain(tokenizer, ToyRecipe(layers=1, hidden=32, heads=2, steps=3, batch_size=8, seed=9), path,
-             show_progress=False)
-    return path
-
-
 def opd_command(student, teacher, prompts, work: Path) -> list[str]:
     settings = {"steps": 24, "prompts_per_step": 2, "n": 2, "max_new_tokens": 10, "lr": 1e-3,
                 "micro_batch_size": 3, "checkpoint_every": 3}
@@ -78,15 +68,15 @@ def assert_same(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference_opd(tmp_path_factory, tiny_model_dir, teacher_dir, prompts):
+def reference_opd(tmp_path_factory, tiny_model_dir, teacher_model_dir, prompts):
     work = tmp_path_factory.mktemp("opd_ref")
-    run(opd_command(tiny_model_dir, teacher_dir, prompts, work))
+    run(opd_command(tiny_model_dir, teacher_model_dir, prompts, work))
     return work
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGUSR2], ids=["kill", "term", "usr2"])
-def test_opd_resumes_to_identical_weights(sig, tmp_path, tiny_model_dir, teacher_dir, prompts, reference_opd):
-    cmd = opd_command(tiny_model_dir, teacher_dir, prompts, tmp_path)
+def test_opd_resumes_to_identical_weights(sig, tmp_path, tiny_model_dir, teacher_model_dir, prompts, reference_opd):
+    cmd = opd_command(tiny_model_dir, teacher_model_dir, prompts, tmp_path)
     code = interrupt_after_checkpoint(cmd, tmp_path / "run", sig)
     if sig == signal.SIGKILL:
         assert code == -signal.SIGKILL
@@ -100,21 +90,21 @@ def test_opd_resumes_to_identical_weights(sig, tmp_path, tiny_model_dir, teacher
     assert steps == list(range(1, 25))  # no step lost or logged twice
 
 
-def test_changed_settings_do_not_resume_a_stale_run(tmp_path, tiny_model_dir, teacher_dir, prompts):
-    cmd = opd_command(tiny_model_dir, teacher_dir, prompts, tmp_path)
+def test_changed_settings_do_not_resume_a_stale_run(tmp_path, tiny_model_dir, teacher_model_dir, prompts):
+    cmd = opd_command(tiny_model_dir, teacher_model_dir, prompts, tmp_path)
     interrupt_after_checkpoint(cmd, tmp_path / "run", signal.SIGKILL)
     changed = [c.replace('"lr": 0.001', '"lr": 0.002') for c in cmd]
     done = run(changed)
     assert "resumed" not in done.stdout and "starting afresh" in done.stdout
 
 
-def test_a_retrained_student_does_not_resume_a_stale_run(tmp_path, tokenizer, teacher_dir, prompts):
+def test_a_retrained_student_does_not_resume_a_stale_run(tmp_path, tokenizer, teacher_model_dir, prompts):
     from opd.toy.pretrain import ToyRecipe, pretrain
 
     student = tmp_path / "student"
     recipe = ToyRecipe(layers=1, hidden=32, heads=2, steps=3, batch_size=8)
     pretrain(tokenizer, recipe, student, show_progress=False)
-    cmd = opd_command(student, teacher_dir, prompts, tmp_path)
+    cmd = opd_command(student, teacher_model_dir, prompts, tmp_path)
     interrupt_after_checkpoint(cmd, tmp_path / "run", signal.SIGKILL)
     pretrain(tokenizer, ToyRecipe(**{**recipe.__dict__, "seed": 1}), student, show_progress=False)
     done = run(cmd)

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import slurm_cluster
 from workflow_utils import ROOT, job_env, snakemake, tiny_config, write_config
 

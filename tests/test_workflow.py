@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from workflow_utils import ROOT, job_counts, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e

@@ -20,10 +20,12 @@ def job_env() -> dict:
     return env
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 900,
+              env_extra: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
            "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**job_env(), **(env_extra or {})})
+    env = {**job_env(), **(env_extra or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def write_config(path: Path, config: dict) -> Path:

@@ -190,7 +190,8 @@ def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
                 where = ["probes", name, "student"] if i == 0 else ["probes", name, "teachers", i - 1]
                 raise ConfigError(f"{_key(where)}: no model named {model!r}")
         if probe["prompts"] not in data:
-            raise ConfigError(f"{_key(['probes', name, 'prompts'])}: no prompt set or benchmark named {probe['prompts']!r}")
+            raise ConfigError(f"{_key(['probes', name, 'prompts'])}: no prompt set or benchmark named "
+                              f"{probe['prompts']!r}")
     for name, c in config["continuations"].items():
         for role in ("student", "teacher"):
             if c[role] not in models:

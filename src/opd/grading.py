@@ -13,7 +13,6 @@ import multiprocessing as mp
 import re
 from dataclasses import dataclass
 
-
 STARTUP_TIMEOUT_S = 120.0
 
 

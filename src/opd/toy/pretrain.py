@@ -22,6 +22,7 @@ from ..models import save_model, toy_config
 from ..progress import progress
 from .task import sample_problem, solution
 
+
 @dataclass(frozen=True)
 class ToyRecipe:
     format: str = "cot"

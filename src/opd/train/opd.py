@@ -150,7 +150,8 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
             return None
         student.eval()
         with awake(backend, student):
-            return {name: evaluate(backend, tok, probs, eval_sampling, template, chat, grader)[0][f"avg@{settings.eval_n}"]
+            key = f"avg@{settings.eval_n}"
+            return {name: evaluate(backend, tok, probs, eval_sampling, template, chat, grader)[0][key]
                     for name, probs in benchmarks.items()}
 
     with Grader(**grading) as grader, run.open_log() as log:
