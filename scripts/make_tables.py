@@ -10,7 +10,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from opd.analysis.tables import base_eval_table, experiment_summary, experiments_table, summary  # noqa: E402
+from opd.analysis.tables import (  # noqa: E402
+    base_eval_table,
+    experiment_summary,
+    experiments_latex,
+    experiments_table,
+    summary,
+)
 from opd.io import read_json, read_jsonl, write_json, write_text  # noqa: E402
 
 
@@ -23,6 +29,11 @@ def main() -> None:
     ap.add_argument("--table", required=True, help="output markdown: base evaluation")
     ap.add_argument("--experiments-table", help="output markdown: OPD experiments")
     ap.add_argument("--summary", required=True, help="output summary JSON")
+    ap.add_argument("--section", action="append", default=[], metavar="NAME=EXP1,EXP2",
+                    help="a paper section's experiments: section_NAME.md and .tex in --section-dir")
+    ap.add_argument("--section-dir", default="results/tables")
+    ap.add_argument("--attach", action="append", default=[], metavar="KIND.NAME=JSON",
+                    help="another result (sweep, probe, analysis) to include in the summary")
     args = ap.parse_args()
     results = {}
     for item in args.eval:
@@ -37,6 +48,16 @@ def main() -> None:
     write_text(args.table, base_eval_table(base))
     if args.experiments_table:
         write_text(args.experiments_table, experiments_table(experiments))
+    for item in args.section:
+        name, members = item.split("=", 1)
+        part = {e: experiments[e] for e in members.split(",")}
+        title = f"Section {name}" if name != "none" else "Experiments without a section"
+        write_text(Path(args.section_dir) / f"section_{name}.md", experiments_table(part, title))
+        write_text(Path(args.section_dir) / f"section_{name}.tex", experiments_latex(part, title))
+    for item in args.attach:
+        key, path = item.split("=", 1)
+        kind, name = key.split(".", 1)
+        out.setdefault(kind, {})[name] = read_json(path)
     write_json(args.summary, out)
     print(Path(args.table).read_text())
 

@@ -208,3 +208,14 @@ def figure_groups():
 
 
 FIGURES = figure_groups()
+
+# Tables per paper section (the experiments outside sweeps), named like the figures
+SECTIONS = {group[len("section_"):]: names for group, names in FIGURES.items() if group.startswith("section_")}
+
+# Sweep, probe and analysis results that results/summary.json carries
+SUMMARY_ATTACHMENTS = {
+    **{f"sweeps.{s}": f"results/sweeps/{s}/summary.json" for s in SWEEPS},
+    **{f"probes.{p}": f"results/probes/{p}.json" for p in config["probes"]},
+    **{f"continuations.{c}": f"results/analysis/continuation/{c}.json" for c in config["continuations"]},
+    **({"analyses.rollout_auroc": "results/analysis/rollout_auroc.json"} if EXPERIMENTS else {}),
+}

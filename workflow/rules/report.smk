@@ -3,15 +3,19 @@ rule tables:
     input:
         evals=[f"results/eval/{m}/{b}.json" for m, b in ALL_EVALS],
         logs=[f"results/opd/{name}/train_log.jsonl" for name in EXPERIMENTS],
+        attached=list(SUMMARY_ATTACHMENTS.values()),
         script=script_path("make_tables.py"),
     output:
         table=report("results/tables/base_eval.md", caption="../report/base_eval.rst", category="Tables"),
         experiments=report("results/tables/experiments.md", caption="../report/table.rst", category="Tables"),
         summary="results/summary.json",
+        sections=[f"results/tables/section_{s}.{ext}" for s in SECTIONS for ext in ("md", "tex")],
     params:
         evals=" ".join(f"--eval {m}:{b}:results/eval/{m}/{b}.json" for m, b in ALL_EVALS),
         base=" ".join(f"--base {m}:{b}" for m, b in BASE_EVAL),
         experiments=experiments_manifest(),
+        sections=" ".join(f"--section {s}={','.join(names)}" for s, names in SECTIONS.items()),
+        attach=" ".join(f"--attach {key}={path}" for key, path in SUMMARY_ATTACHMENTS.items()),
     log:
         "logs/tables.log",
     localrule: True
@@ -19,7 +23,8 @@ rule tables:
         "../../envs/analysis.yaml"
     shell:
         "python {input.script} {params.evals} {params.base} --experiments {params.experiments:q} "
-        "--table {output.table} --experiments-table {output.experiments} --summary {output.summary} > {log} 2>&1"
+        "--table {output.table} --experiments-table {output.experiments} --summary {output.summary} "
+        "{params.sections} --section-dir results/tables {params.attach} > {log} 2>&1"
 
 
 

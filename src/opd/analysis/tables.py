@@ -104,7 +104,8 @@ def experiment_summary(name: str, spec: dict, results: dict[tuple[str, str], dic
     return out
 
 
-def experiments_table(experiments: dict[str, dict]) -> str:
+def experiment_rows(experiments: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """One row per experiment and benchmark: before, after, teacher, gap recovery, overlap."""
     rows = []
     for name, e in experiments.items():
         for b, m in e["benchmarks"].items():
@@ -115,9 +116,19 @@ def experiments_table(experiments: dict[str, dict]) -> str:
                          _fmt(e.get("overlap_ratio_first")), _fmt(e.get("overlap_ratio_last"))])
     header = ["experiment", "student <- teacher", "benchmark", "before", "after", "teacher", "gap recovery",
               "overlap first", "overlap last"]
-    return ("# OPD experiments\n\n" + markdown_table(header, rows)
-            + "\nAccuracies are avg@n in percent. Gap recovery = (after - before) / (teacher - before); "
-            "'-' where the teacher is not ahead. Overlap: top-k overlap ratio at the first and last step.\n")
+    return header, rows
+
+
+EXPERIMENTS_NOTE = ("Accuracies are avg@n in percent. Gap recovery = (after - before) / (teacher - before); "
+                    "'-' where the teacher is not ahead. Overlap: top-k overlap ratio at the first and last step.")
+
+
+def experiments_table(experiments: dict[str, dict], title: str = "OPD experiments") -> str:
+    return f"# {title}\n\n" + markdown_table(*experiment_rows(experiments)) + f"\n{EXPERIMENTS_NOTE}\n"
+
+
+def experiments_latex(experiments: dict[str, dict], title: str) -> str:
+    return latex_table(*experiment_rows(experiments), caption=f"{title}. {EXPERIMENTS_NOTE}")
 
 
 def _fmt(x) -> str:
