@@ -102,6 +102,11 @@ def test_probe_ranks_teachers_and_figures_are_drawn(study):
     assert "| 1 |" in (workdir / "results/probes/teachers.md").read_text()
     cont = json.loads((workdir / "results/analysis/continuation/cont.json").read_text())
     assert [r["prefix_tokens"] for r in cont["rows"]] == [0, 4] and cont["rows"][0]["prefixes"] == 4
+    assert "| distilled |" in (workdir / "results/tables/section_none.md").read_text()
+    assert "\\begin{tabular}" in (workdir / "results/tables/section_none.tex").read_text()
+    summary = json.loads((workdir / "results/summary.json").read_text())
+    assert set(summary["sweeps"]) == {"k"} and set(summary["probes"]) == {"teachers"}
+    assert set(summary["continuations"]) == {"cont"} and "rollout_auroc" in summary["analyses"]
     auroc = json.loads((workdir / "results/analysis/rollout_auroc.json").read_text())
     assert set(auroc) == {"distilled", "k.k-1", "k.k-2", "k.sampled"}
     assert auroc["distilled"]["rollouts"] == 2 * 2 * 2  # steps x prompts x n
