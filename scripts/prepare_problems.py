@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Write a benchmark or prompt set as JSONL ({"id", "problem", "answer"}) from a toy
 generator, a local JSONL file or a hub dataset, as its config entry (JSON) says; problems
-that appear in any --exclude file are dropped (exact match after whitespace trimming)."""
+that appear in any --exclude file are dropped: exact matches, then (with --dedup) near
+duplicates by n-gram or embedding similarity (opd.dedup)."""
 import argparse
 import json
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from opd.data import hub_problems, local_problems, read_problems, toy_problems  # noqa: E402
+from opd.dedup import deduplicate  # noqa: E402
 from opd.io import write_json, write_jsonl  # noqa: E402
 
 
@@ -19,6 +21,7 @@ def main() -> None:
     ap.add_argument("--spec", required=True, help="the benchmark's config entry as JSON")
     ap.add_argument("--out", required=True, help="output JSONL")
     ap.add_argument("--exclude", action="append", default=[], help="JSONL whose problems are removed")
+    ap.add_argument("--dedup", default='{"method": "exact"}', help="JSON: method, threshold, ngram, model")
     ap.add_argument("--report", help="JSON with counts before and after deduplication")
     args = ap.parse_args()
     spec = json.loads(args.spec)
@@ -31,11 +34,11 @@ def main() -> None:
         rows = local_problems(spec["path"], **keys)
     else:
         rows = hub_problems(spec["hub"], spec["split"], revision=spec["revision"], **keys)
-    excluded = {p["problem"].strip() for path in args.exclude for p in read_problems(path)}
-    kept = [r for r in rows if r["problem"].strip() not in excluded]
+    excluded = [p for path in args.exclude for p in read_problems(path)]
+    kept, report = deduplicate(rows, excluded, **json.loads(args.dedup))
     write_jsonl(args.out, kept)
     if args.report:
-        write_json(args.report, {"source": len(rows), "kept": len(kept), "removed_as_duplicates": len(rows) - len(kept)})
+        write_json(args.report, report)
     print(f"wrote {args.out}: {len(kept)} problems ({len(rows) - len(kept)} removed as duplicates)")
 
 

@@ -130,7 +130,7 @@ def experiment_template(name):
 
 def problem_spec(entry):
     """The keys that decide a problem set's content (not how it is sampled or prompted)."""
-    return {k: v for k, v in entry.items() if k not in ("sampling", "prompt_template", "exclude")}
+    return {k: v for k, v in entry.items() if k not in ("sampling", "prompt_template", "exclude", "dedup")}
 
 
 def rule_threads(rule):

@@ -44,6 +44,7 @@ rule prepare_prompts:
     params:
         spec=lambda wc: as_json(problem_spec(config["prompt_sets"][wc.prompt_set])),
         exclude=lambda wc, input: " ".join(f"--exclude {f}" for f in input.exclude),
+        dedup=lambda wc: as_json(config["prompt_sets"][wc.prompt_set]["dedup"]),
     log:
         "logs/prepare_prompts/{prompt_set}.log",
     threads: rule_threads("prepare_prompts")
@@ -53,4 +54,5 @@ rule prepare_prompts:
         "../../envs/rollout.yaml"
     shell:
         "python {input.script} --name {wildcards.prompt_set:q} --spec {params.spec:q} {params.exclude} "
+        "--dedup {params.dedup:q} "
         "--out {output.prompts} --report {output.report} > {log} 2>&1"
