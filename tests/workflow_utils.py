@@ -66,7 +66,8 @@ def tiny_config() -> dict:
         "prompt_sets": {
             "sft_p": {"toy": {"min_digits": 1, "max_digits": 2, "count": 12, "seed": 21}, "exclude": ["easy", "hard"]},
             "opd_p": {"toy": {"min_digits": 1, "max_digits": 3, "count": 20, "seed": 22},
-                      "exclude": ["easy", "hard", "sft_p"]},
+                      "exclude": ["easy", "hard", "sft_p"],
+                      "dedup": {"method": "ngram", "threshold": 0.9}},
         },
         "sft": {"cold": {"student": "student", "teacher": "teacher", "prompts": "sft_p",
                          "sampling": {"max_new_tokens": 24},
