@@ -120,7 +120,8 @@ def test_results_equal_a_local_run(slurm_study, study):
 def long_opd_config() -> dict:
     """Base models and one OPD run long enough to be signalled mid-way."""
     config = tiny_config()
-    del config["sft"]
+    for key in ("sft", "sweeps", "probes", "continuations"):
+        del config[key]
     config["prompt_sets"] = {"opd_p": {**config["prompt_sets"]["opd_p"], "exclude": ["easy", "hard"]}}
     exp = config["experiments"]["distilled"]
     exp["student"] = "student"
