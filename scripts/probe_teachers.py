@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--accuracy", action="append", default=[], metavar="MODEL:BENCHMARK:PATH",
                     help="base-evaluation metrics, for each teacher's accuracy lead")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--trust-remote-code", action="store_true")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -43,8 +44,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     settings = json.loads(args.settings)
     student_name, student_path = args.student.split("=", 1)
-    tok = load_tokenizer(student_path)
-    student = load_model(student_path, args.dtype, args.device)
+    trust = args.trust_remote_code
+    tok = load_tokenizer(student_path, trust)
+    student = load_model(student_path, args.dtype, args.device, trust)
     problems = read_problems(args.prompts)[: settings["num_prompts"]]
     prompt_ids = [tok(render_prompt(tok, p["problem"], args.template, not args.no_chat),
                       add_special_tokens=False)["input_ids"] for p in problems]
@@ -53,10 +55,10 @@ def main() -> None:
     scores = {}
     for item in args.teacher:
         name, path = item.split("=", 1)
-        if not same_tokenizer(tok, load_tokenizer(path)):
+        if not same_tokenizer(tok, load_tokenizer(path, trust)):
             scores[name] = {"error": "different tokenizer: the teacher cannot score the student's tokens"}
             continue
-        teacher = load_model(path, args.dtype, args.device)
+        teacher = load_model(path, args.dtype, args.device, trust)
         scores[name] = teacher_scores(student, teacher, tok, prompt_ids, rollouts, settings["k"])
         del teacher
     accuracy = {}

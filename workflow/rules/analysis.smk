@@ -17,7 +17,7 @@ rule probe_teachers:
         settings=lambda wc: as_json({k: config["probes"][wc.probe][k]
                                      for k in ("num_prompts", "n", "temperature", "max_new_tokens", "k", "seed")}),
         template=lambda wc: config["probes"][wc.probe]["prompt_template"] or config["eval"]["prompt_template"],
-        flags=lambda wc: " --no-chat" if not base_entry(config["probes"][wc.probe]["student"])["chat_template"] else "",
+        flags=lambda wc: model_flags(config["probes"][wc.probe]["student"]),
         accuracy=lambda wc: " ".join(f"--accuracy {m}:{b}:{p}" for (m, b), p in probe_accuracy(wc.probe).items()),
         dtype=lambda wc: base_entry(config["probes"][wc.probe]["student"])["dtype"],
     log:
@@ -29,7 +29,7 @@ rule probe_teachers:
         "../../envs/rollout.yaml"
     shell:
         "python {input.script} --student {params.student:q} {params.teachers} --prompts {input.prompts} "
-        "--settings {params.settings:q} --template {params.template:q}{params.flags} {params.accuracy} "
+        "--settings {params.settings:q} --template {params.template:q} {params.flags} {params.accuracy} "
         "--dtype {params.dtype} --threads {threads} --out {output.json} --table {output.table} > {log} 2>&1"
 
 
