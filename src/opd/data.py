@@ -62,9 +62,20 @@ def read_problems(path: str | Path) -> list[dict]:
     return rows
 
 
+PLACEHOLDER = "{problem}"
+
+
+def fill_template(template: str, problem: str) -> str:
+    """``template`` with each ``{problem}`` replaced. Not ``str.format``: math templates hold
+    literal braces (``\\boxed{}``), and a problem's own braces must not be interpreted."""
+    if PLACEHOLDER not in template:
+        raise ValueError(f"prompt template has no {PLACEHOLDER} placeholder: {template!r}")
+    return template.replace(PLACEHOLDER, problem)
+
+
 def render_prompt(tokenizer, problem: str, template: str, chat: bool) -> str:
     """The prompt text: ``template`` filled in, wrapped in the chat template when asked."""
-    content = template.format(problem=problem)
+    content = fill_template(template, problem)
     if chat and tokenizer.chat_template:
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
