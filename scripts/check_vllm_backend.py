@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""On a GPU node: the vLLM backend against the HF backend on one model. Prints how many
+"""The vLLM backend against the HF backend on one model (a GPU node, or vLLM's CPU build
+with --device cpu). Prints how many
 greedy responses are token-identical and the largest difference of the sampled tokens'
 log-probabilities (vLLM's scored by the HF model on vLLM's own tokens)."""
 import argparse
@@ -21,11 +22,15 @@ def main() -> None:
     ap.add_argument("--template", default="{problem}")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--device", default=None, help="where the HF reference runs: cuda (default when present) or cpu")
     args = ap.parse_args()
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tok = load_tokenizer(args.model)
     prompts = [tok(render_prompt(tok, p["problem"], args.template, True), add_special_tokens=False)["input_ids"]
                for p in read_problems(args.problems)]
-    model = load_model(args.model, args.dtype, "cuda")
+    model = load_model(args.model, args.dtype, device)
     greedy = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=args.max_new_tokens)
     hf = make_backend("hf", model, tok).generate(prompts, greedy)
     vllm = make_backend("vllm", args.model, dtype=args.dtype, gpu_memory_utilization=0.5)
@@ -36,6 +41,7 @@ def main() -> None:
     ref = response_logprobs(model, [prompts[r.prompt_index] for r in sampled], [r.token_ids for r in sampled],
                             tok.pad_token_id)
     diff = max(abs(a - b) for r, lp in zip(sampled, ref) for a, b in zip(r.logprobs, lp))
+    vllm.close()
     print(f"greedy token-identical: {same}/{len(prompts)}; max |logprob vLLM - HF| on sampled tokens: {diff:.2e}")
 
 

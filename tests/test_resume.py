@@ -25,9 +25,9 @@ def prompts(tmp_path_factory):
     return path
 
 
-def opd_command(student, teacher, prompts, work: Path) -> list[str]:
-    settings = {"steps": 24, "prompts_per_step": 2, "n": 2, "max_new_tokens": 10, "lr": 1e-3,
-                "micro_batch_size": 3, "checkpoint_every": 3}
+def opd_command(student, teacher, prompts, work: Path, steps: int = 24, **overrides) -> list[str]:
+    settings = {"steps": steps, "prompts_per_step": 2, "n": 2, "max_new_tokens": 10, "lr": 1e-3,
+                "micro_batch_size": 3, "checkpoint_every": 3, **overrides}
     return [sys.executable, str(ROOT / "scripts/opd_train.py"), "--student", str(student), "--teacher", str(teacher),
             "--prompts", str(prompts), "--settings", json.dumps(settings), "--objective", '{"k": 4}',
             "--run-dir", str(work / "run"), "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")]

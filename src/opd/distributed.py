@@ -90,9 +90,17 @@ def init() -> Dist:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        global _OWN_GROUP
+        _OWN_GROUP = True
     return Dist(dist.get_rank(), world, local_rank)
 
 
+_OWN_GROUP = False  # whether init() made the default group (an in-process vLLM engine makes its own)
+
+
 def shutdown() -> None:
-    if dist.is_initialized():
+    """Leave the process group this module made, and no other."""
+    global _OWN_GROUP
+    if _OWN_GROUP and dist.is_initialized():
         dist.destroy_process_group()
+    _OWN_GROUP = False

