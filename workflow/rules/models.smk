@@ -1,14 +1,16 @@
 rule prepare_model:
-    """Pretrain a toy model from its recipe (hub and local models are used in place)."""
+    """Build a model from its recipe: a toy model pretrained on the toy task, or a tiny model of
+    a real architecture around a real Qwen tokenizer (hub and local models are used in place)."""
     input:
-        tokenizer="results/toy/tokenizer",
+        tokenizer=lambda wc: tokenizer_dir(wc.model),
         script=script_path("prepare_model.py"),
     output:
         directory("results/models/{model}"),
     wildcard_constraints:
-        model=one_of(TOY_MODELS),
+        model=one_of(BUILT_MODELS),
     params:
-        recipe=lambda wc: as_json(config["models"][wc.model]["toy"]),
+        kind=lambda wc: "toy" if "toy" in config["models"][wc.model] else "tiny",
+        recipe=lambda wc: as_json(config["models"][wc.model].get("toy") or config["models"][wc.model]["tiny"]),
     log:
         "logs/prepare_model/{model}.log",
     threads: rule_threads("prepare_model")
@@ -17,5 +19,24 @@ rule prepare_model:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {input.script} --tokenizer {input.tokenizer} --recipe {params.recipe:q} "
+        "python {input.script} --tokenizer {input.tokenizer} --{params.kind} {params.recipe:q} "
         "--out {output} --threads {threads} > {log} 2>&1"
+
+
+rule build_qwen_tokenizer:
+    """Qwen's real tokenizer (a flavour's special tokens and chat template), built offline."""
+    input:
+        script=script_path("build_qwen_tokenizer.py"),
+    output:
+        directory("results/tokenizers/{flavour}"),
+    wildcard_constraints:
+        flavour="qwen3|r1_distill",
+    log:
+        "logs/build_qwen_tokenizer/{flavour}.log",
+    threads: rule_threads("build_qwen_tokenizer")
+    resources:
+        **rule_resources("build_qwen_tokenizer"),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {input.script} --flavour {wildcards.flavour} --out {output} > {log} 2>&1"

@@ -15,7 +15,12 @@ class HFBackend:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.progress = progress
-        self.stop_ids = {tokenizer.eos_token_id}
+        # the tokenizer's EOS and the model's own stop tokens (generation_config.json), as vLLM stops
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        self.stop_ids = {tokenizer.eos_token_id, *([eos] if isinstance(eos, int) else eos or [])}
+
+    def close(self) -> None:
+        pass
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], sampling: SamplingParams,

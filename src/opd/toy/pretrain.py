@@ -59,13 +59,17 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def pretrain(tokenizer, recipe: ToyRecipe, out_dir: str | Path, show_progress: bool = True) -> dict:
-    """Train a fresh model by ``recipe``, save it to ``out_dir``; returns a summary."""
+def pretrain(tokenizer, recipe: ToyRecipe, out_dir: str | Path, show_progress: bool = True,
+             model_config=None, generation_config=None) -> dict:
+    """Train a fresh model by ``recipe``, save it to ``out_dir``; returns a summary.
+    ``model_config`` replaces the toy Qwen3 (``recipe``'s size fields then go unused)."""
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
     model = AutoModelForCausalLM.from_config(
-        toy_config(tokenizer, recipe.layers, recipe.hidden, recipe.heads)
+        model_config or toy_config(tokenizer, recipe.layers, recipe.hidden, recipe.heads)
     )
+    if generation_config is not None:
+        model.generation_config = generation_config
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, recipe.warmup, recipe.steps))
