@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Write a benchmark or prompt set as JSONL ({"id", "problem", "answer"}) from a toy
-generator, a local JSONL file or a hub dataset, as its config entry (JSON) says; problems
+generator, a local JSONL file, or a dataset read with the `datasets` library (a hub id, or a
+local directory laid out as a hub repository), as its config entry (JSON) says; problems
 that appear in any --exclude file are dropped: exact matches, then (with --dedup) near
 duplicates by n-gram or embedding similarity (opd.dedup)."""
 import argparse
@@ -10,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from opd.data import hub_problems, local_problems, read_problems, toy_problems  # noqa: E402
+from opd.data import dataset_problems, local_problems, read_problems, toy_problems  # noqa: E402
 from opd.dedup import deduplicate  # noqa: E402
 from opd.io import write_json, write_jsonl  # noqa: E402
 
@@ -25,15 +26,17 @@ def main() -> None:
     ap.add_argument("--report", help="JSON with counts before and after deduplication")
     args = ap.parse_args()
     spec = json.loads(args.spec)
-    keys = dict(problem_key=spec["problem_key"], answer_key=spec["answer_key"], id_key=spec["id_key"])
+    keys = dict(problem_key=spec["problem_key"], answer_key=spec["answer_key"], id_key=spec["id_key"],
+                where=spec["where"], template=spec["strip_template"])
     if "toy" in spec:
         toy = spec["toy"]
         rows = toy_problems(toy["seed"], toy["count"], toy["min_digits"], toy["max_digits"], args.name,
                             toy["max_digit"], toy["require_digit_above"])
-    elif "path" in spec:
+    elif "path" in spec and Path(spec["path"]).is_file():
         rows = local_problems(spec["path"], **keys)
-    else:
-        rows = hub_problems(spec["hub"], spec["split"], revision=spec["revision"], **keys)
+    else:  # a hub id, or a local mirror of a hub repository
+        rows = dataset_problems(spec.get("hub") or spec["path"], spec["split"], revision=spec["revision"],
+                                subset=spec["subset"], **keys)
     excluded = [p for path in args.exclude for p in read_problems(path)]
     kept, report = deduplicate(rows, excluded, **json.loads(args.dedup))
     write_jsonl(args.out, kept)

@@ -12,6 +12,7 @@ from .io import DataError, read_jsonl
 from .toy.task import sample_problems
 
 REQUIRED_KEYS = ("id", "problem", "answer")
+PLACEHOLDER = "{problem}"
 
 
 def toy_problems(seed: int, count: int, min_digits: int, max_digits: int, prefix: str, max_digit: int = 9,
@@ -21,35 +22,73 @@ def toy_problems(seed: int, count: int, min_digits: int, max_digits: int, prefix
             for i, p in enumerate(problems)]
 
 
-def normalise_rows(rows: list[dict], source: str, problem_key: str, answer_key: str,
-                   id_key: str | None = None) -> list[dict]:
-    """Map a dataset's own column names onto ``id``/``problem``/``answer``."""
+def column(row: dict, key: str, source: str):
+    """``row[key]``, where a dotted key walks nested values (``conversations.0.value``)."""
+    value = row
+    for part in key.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, (list, tuple)) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise DataError(f"{source}: missing key {key!r} (columns: {', '.join(sorted(row))})")
+    return value
+
+
+def strip_template(text: str, template: str, source: str) -> str:
+    """The problem inside ``text`` written with ``template`` (a dataset that ships its prompts
+    already templated, as DAPO does): the part ``{problem}`` stands for."""
+    head, _, tail = template.partition(PLACEHOLDER)
+    if not (text.startswith(head) and text.endswith(tail) and len(text) >= len(head) + len(tail)):
+        raise DataError(f"{source}: the problem is not written with strip_template {template[:60]!r}...")
+    return text[len(head):len(text) - len(tail)]
+
+
+def normalise_rows(rows, source: str, problem_key: str, answer_key: str | None, id_key: str | None = None,
+                   where: dict | None = None, template: str | None = None) -> list[dict]:
+    """Map a dataset's own columns onto ``id``/``problem``/``answer`` (``answer`` None for a
+    prompt-only set, e.g. the cold start's); rows not matching ``where`` are skipped."""
     out = []
     for i, row in enumerate(rows, start=1):
-        for key in (problem_key, answer_key):
-            if key not in row:
-                raise DataError(f"{source}:{i}: missing key {key!r}")
+        at = f"{source}:{i}"
+        if where and any(column(row, k, at) != v for k, v in where.items()):
+            continue
+        problem = column(row, problem_key, at)
+        if not isinstance(problem, str) or not problem.strip():
+            raise DataError(f"{at}: {problem_key!r} is not a non-empty string: {problem!r:.80}")
+        answer = None
+        if answer_key is not None:
+            answer = column(row, answer_key, at)
+            if answer is None or isinstance(answer, (dict, list)):
+                raise DataError(f"{at}: {answer_key!r} holds no answer: {answer!r:.80}")
+            answer = str(answer)
         out.append({
-            "id": str(row[id_key]) if id_key else str(i - 1),
-            "problem": str(row[problem_key]),
-            "answer": str(row[answer_key]),
+            "id": str(column(row, id_key, at)) if id_key else str(i - 1),
+            "problem": strip_template(problem, template, at) if template else problem,
+            "answer": answer,
         })
+    if not out:
+        raise DataError(f"{source}: no problems" + (f" where {where}" if where else ""))
     return out
 
 
-def local_problems(path: str | Path, problem_key: str, answer_key: str,
-                   id_key: str | None = None) -> list[dict]:
-    return normalise_rows(read_jsonl(path), str(path), problem_key, answer_key, id_key)
+def local_problems(path: str | Path, problem_key: str, answer_key: str | None, id_key: str | None = None,
+                   **options) -> list[dict]:
+    return normalise_rows(read_jsonl(path), str(path), problem_key, answer_key, id_key, **options)
 
 
-def hub_problems(name: str, split: str, problem_key: str, answer_key: str,
-                 id_key: str | None = None, revision: str | None = None) -> list[dict]:
+def dataset_problems(source: str, split: str, problem_key: str, answer_key: str | None,
+                     id_key: str | None = None, revision: str | None = None, subset: str | None = None,
+                     **options) -> list[dict]:
+    """A dataset through the ``datasets`` library: a hub id, or a local directory laid out as
+    a hub repository (its data files and README configs), read by the same code path."""
     try:
         import datasets
     except ImportError:
         raise ImportError("hub datasets need the 'datasets' package: pip install datasets") from None
-    rows = datasets.load_dataset(name, split=split, revision=revision)
-    return normalise_rows(list(rows), f"{name}[{split}]", problem_key, answer_key, id_key)
+    rows = datasets.load_dataset(source, subset, split=split, revision=revision)
+    name = f"{source}[{subset + ':' if subset else ''}{split}]"
+    return normalise_rows(rows, name, problem_key, answer_key, id_key, **options)
 
 
 def read_problems(path: str | Path) -> list[dict]:
@@ -60,9 +99,6 @@ def read_problems(path: str | Path) -> list[dict]:
             raise DataError(f"{path}:{lineno}: duplicate id {row['id']!r}")
         seen.add(row["id"])
     return rows
-
-
-PLACEHOLDER = "{problem}"
 
 
 def fill_template(template: str, problem: str) -> str:

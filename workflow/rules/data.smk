@@ -16,6 +16,7 @@ rule build_toy_tokenizer:
 
 rule prepare_benchmark:
     input:
+        local=lambda wc: local_data(config["benchmarks"][wc.benchmark]),
         script=script_path("prepare_problems.py"),
     output:
         "results/data/benchmarks/{benchmark}.jsonl",
@@ -36,6 +37,7 @@ rule prepare_benchmark:
 rule prepare_prompts:
     """Training prompts, with the problems of the sets named in `exclude` removed."""
     input:
+        local=lambda wc: local_data(config["prompt_sets"][wc.prompt_set]),
         exclude=lambda wc: [problem_file(n) for n in config["prompt_sets"][wc.prompt_set]["exclude"]],
         script=script_path("prepare_problems.py"),
     output:
