@@ -14,8 +14,8 @@ from opd.data import read_problems  # noqa: E402
 from opd.evaluation import evaluate  # noqa: E402
 from opd.grading import Grader  # noqa: E402
 from opd.io import write_json, write_jsonl  # noqa: E402
-from opd.models import load_model, load_tokenizer  # noqa: E402
-from opd.rollout import SamplingParams, make_backend  # noqa: E402
+from opd.models import load_tokenizer  # noqa: E402
+from opd.rollout import SamplingParams, open_backend  # noqa: E402
 
 
 def main() -> None:
@@ -42,16 +42,14 @@ def main() -> None:
     problems = read_problems(args.benchmark)
     sampling = SamplingParams(**json.loads(args.sampling))
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-    if args.backend == "vllm":
-        backend = make_backend("vllm", args.model, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                               tensor_parallel_size=args.tensor_parallel_size,
-                               gpu_memory_utilization=args.gpu_memory_utilization, seed=sampling.seed)
-    else:
-        model = load_model(args.model, args.dtype, args.device, trust_remote_code=args.trust_remote_code)
-        backend = make_backend("hf", model, tokenizer, batch_size=args.batch_size)
+    backend = open_backend(args.backend, args.model, tokenizer, dtype=args.dtype, device=args.device,
+                           trust_remote_code=args.trust_remote_code, batch_size=args.batch_size,
+                           tensor_parallel_size=args.tensor_parallel_size,
+                           gpu_memory_utilization=args.gpu_memory_utilization, seed=sampling.seed)
     with Grader(**json.loads(args.grading)) as grader:
         metrics, samples = evaluate(backend, tokenizer, problems, sampling, args.template,
                                     chat=not args.no_chat, grader=grader)
+    backend.close()
     metrics = {"model": args.model, "benchmark": args.benchmark, **metrics}
     write_jsonl(args.samples, samples)
     write_json(args.out, metrics)

@@ -14,8 +14,8 @@ import torch  # noqa: E402
 from opd.data import read_problems, render_prompt  # noqa: E402
 from opd.filtering import reject_reason  # noqa: E402
 from opd.io import write_json, write_jsonl  # noqa: E402
-from opd.models import load_model, load_tokenizer  # noqa: E402
-from opd.rollout import SamplingParams, make_backend  # noqa: E402
+from opd.models import load_tokenizer  # noqa: E402
+from opd.rollout import SamplingParams, open_backend  # noqa: E402
 
 
 def main() -> None:
@@ -29,6 +29,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--trust-remote-code", action="store_true")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--backend", default="hf", choices=("hf", "vllm"))
+    ap.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm: fraction of each GPU")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -39,11 +42,15 @@ def main() -> None:
              **json.loads(args.filter)}
     problems = read_problems(args.prompts)
     tok = load_tokenizer(args.teacher, args.trust_remote_code)
-    model = load_model(args.teacher, args.dtype, args.device, args.trust_remote_code)
-    backend = make_backend("hf", model, tok, batch_size=args.batch_size)
+    sampling = SamplingParams(n=1, **json.loads(args.sampling))
+    backend = open_backend(args.backend, args.teacher, tok, dtype=args.dtype, device=args.device,
+                           trust_remote_code=args.trust_remote_code, batch_size=args.batch_size,
+                           tensor_parallel_size=args.tensor_parallel_size,
+                           gpu_memory_utilization=args.gpu_memory_utilization, seed=sampling.seed)
     ids = [tok(render_prompt(tok, p["problem"], args.template, not args.no_chat), add_special_tokens=False)["input_ids"]
            for p in problems]
-    rollouts = backend.generate(ids, SamplingParams(n=1, **json.loads(args.sampling)))
+    rollouts = backend.generate(ids, sampling)
+    backend.close()
     kept, reasons = [], Counter()
     for r in rollouts:
         text = tok.decode(r.token_ids, skip_special_tokens=True)

@@ -1,3 +1,5 @@
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,3 +56,33 @@ def study(tmp_path_factory):
     run = snakemake(workdir, "--configfile", str(cfg), "--cores", "2")
     assert run.returncode == 0, run.stderr[-4000:]
     return workdir, config
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A live single-node SLURM cluster (tests/slurm_cluster.py) for the session, with the
+    profile installed under its name by the README's one-time step."""
+    import slurm_cluster
+
+    why = slurm_cluster.available()
+    if why:
+        if os.environ.get("OPD_SLURM_TESTS") == "1":
+            pytest.fail(f"OPD_SLURM_TESTS=1 but no test cluster can start: {why}")
+        pytest.skip(f"no SLURM test cluster: {why}")
+    root = tmp_path_factory.mktemp("slurm")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("XDG_CONFIG_HOME", str(install_profile(tmp_path_factory.mktemp("xdg"))))
+        try:
+            slurm_cluster.start(root)
+            yield root
+        finally:
+            slurm_cluster.stop(root)
+
+
+def install_profile(config_home: Path) -> Path:
+    """The README's one-time step, run as written, into a private config directory."""
+    step = next(line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("mkdir -p") and "profiles/slurm" in line)
+    subprocess.run(["bash", "-c", step], cwd=ROOT, check=True, env={**os.environ, "XDG_CONFIG_HOME": str(config_home)})
+    assert (config_home / "snakemake/slurm/config.yaml").exists()
+    return config_home

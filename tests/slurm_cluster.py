@@ -12,6 +12,7 @@ them). Daemons are stopped by the PIDs in their pid files, never by name.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -206,3 +207,19 @@ def stop(root: str | Path) -> None:
 if __name__ == "__main__":
     action, where = sys.argv[1], sys.argv[2]
     {"start": start, "stop": stop}[action](where)
+
+
+def slurm_job_ids(output: str) -> list[int]:
+    return [int(j) for j in re.findall(r"submitted with SLURM jobid (\d+)", output)]
+
+
+def sacct(job_ids) -> list[dict]:
+    """Accounting records (allocations only) with the rule each job ran, from its comment."""
+    fields = ["JobID", "Partition", "State", "ExitCode", "AllocTRES", "Comment"]
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", ",".join(fields), "-j", ",".join(map(str, job_ids))],
+                         check=True, capture_output=True, text=True).stdout
+    rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
+    for row in rows:
+        m = re.match(r"rule_([A-Za-z_]+?)(_wildcards_|$)", row["Comment"])
+        row["rule"] = m.group(1) if m else None
+    return rows

@@ -1,4 +1,5 @@
-"""The workflow through a live SLURM cluster: `snakemake --profile profiles/slurm`.
+"""The workflow through a live SLURM cluster with the command users type,
+`snakemake --profile slurm`, the profile installed by the README's one-time step.
 
 The cluster (tests/slurm_cluster.py) runs here when the machine allows it (root and
 Debian's Slurm packages, which `.ci/run` installs); OPD_SLURM_TESTS=1 makes a cluster
@@ -8,7 +9,6 @@ that cannot start an error instead of a skip.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,28 +17,14 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
+from slurm_cluster import sacct, slurm_job_ids
 from workflow_utils import ROOT, job_env, snakemake, tiny_config, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
 GPU_RULES = ("eval_model", "teacher_rollouts", "sft", "opd_train")
-TIMING = {"seconds", "samples_per_second", "tokens_per_s", "time_rollout", "time_teacher", "time_update",
-          "time_grading"}
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
-    why = slurm_cluster.available()
-    if why:
-        if os.environ.get("OPD_SLURM_TESTS") == "1":
-            pytest.fail(f"OPD_SLURM_TESTS=1 but no test cluster can start: {why}")
-        pytest.skip(f"no SLURM test cluster: {why}")
-    root = tmp_path_factory.mktemp("slurm")
-    try:
-        slurm_cluster.start(root)
-        yield root
-    finally:
-        slurm_cluster.stop(root)
+TIMING = {"seconds", "samples_per_second", "tokens_per_s", "rollout_tokens_per_s", "time_rollout", "time_teacher",
+          "time_update", "time_grading"}
 
 
 def on_cluster(config: dict) -> dict:
@@ -52,24 +38,8 @@ def on_cluster(config: dict) -> dict:
 
 
 def profile_args(config_path: Path) -> list[str]:
-    return ["--configfile", str(config_path), "--profile", str(ROOT / "profiles/slurm"),
+    return ["--configfile", str(config_path), "--profile", "slurm",
             "--workflow-profile", str(ROOT / "tests/slurm/profile")]
-
-
-def slurm_job_ids(output: str) -> list[int]:
-    return [int(j) for j in re.findall(r"submitted with SLURM jobid (\d+)", output)]
-
-
-def sacct(job_ids) -> list[dict]:
-    """Accounting records (allocations only) with the rule each job ran, from its comment."""
-    fields = ["JobID", "Partition", "State", "ExitCode", "AllocTRES", "Comment"]
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", ",".join(fields), "-j", ",".join(map(str, job_ids))],
-                         check=True, capture_output=True, text=True).stdout
-    rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
-    for row in rows:
-        m = re.match(r"rule_([A-Za-z_]+?)(_wildcards_|$)", row["Comment"])
-        row["rule"] = m.group(1) if m else None
-    return rows
 
 
 def comparable(path: Path) -> object:

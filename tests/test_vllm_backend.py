@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from opd.rollout import make_backend
 from opd.rollout.vllm import to_rollouts
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_nothing_imports_vllm():
@@ -133,3 +136,16 @@ def test_opd_with_vllm_rollouts_resumes_after_sigkill(tmp_path, vllm_model, teac
     steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 7))
     assert (tmp_path / "model" / "model.safetensors").exists()
+
+
+def test_check_script_compares_backends_on_the_cpu(vllm_model, tmp_path):
+    from opd.data import toy_problems
+    from opd.io import write_jsonl
+
+    problems = tmp_path / "problems.jsonl"
+    write_jsonl(problems, toy_problems(2, 8, 1, 3, "c"))
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/check_vllm_backend.py"), "--model", str(vllm_model),
+                           "--problems", str(problems), "--device", "cpu", "--max-new-tokens", "16"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "greedy token-identical: 8/8" in done.stdout

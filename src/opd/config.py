@@ -21,6 +21,8 @@ class ConfigError(ValueError):
 
 
 MULTI_NODE_RULES = ("opd_train", "sft")  # the rules whose scripts run one process per GPU
+# lengths of opd.qwen_tokenizers' flavours (kept here: the DAG is built without transformers)
+TOKENIZER_SIZES = {"qwen3": 151669, "r1_distill": 151665}
 
 
 def _with_defaults(cls):
@@ -148,12 +150,18 @@ def expand_sweeps(config: dict) -> dict[str, str]:
 
 def _check_sources(config: dict) -> None:
     for kind in ("models", "benchmarks"):
+        sources = ("toy", "tiny", "hub", "path") if kind == "models" else ("toy", "hub", "path")
         for name, entry in config[kind].items():
-            given = [k for k in ("toy", "hub", "path") if k in entry]
+            given = [k for k in sources if k in entry]
             if len(given) != 1:
-                raise ConfigError(
-                    f"{_key([kind, name])}: give exactly one of toy, hub, path (got {', '.join(given) or 'none'})"
-                )
+                raise ConfigError(f"{_key([kind, name])}: give exactly one of {', '.join(sources)} "
+                                  f"(got {', '.join(given) or 'none'})")
+            tiny = entry.get("tiny")
+            if tiny and (tiny["hidden"] % tiny["heads"] or tiny["heads"] % tiny["kv_heads"]):
+                raise ConfigError(f"{_key([kind, name, 'tiny', 'heads'])}: hidden, heads and kv_heads must divide")
+            if tiny and tiny["vocab_rows"] < TOKENIZER_SIZES[tiny["tokenizer"]]:
+                raise ConfigError(f"{_key([kind, name, 'tiny', 'vocab_rows'])}: fewer rows than the "
+                                  f"{tiny['tokenizer']} tokenizer's {TOKENIZER_SIZES[tiny['tokenizer']]} tokens")
             toy = entry.get("toy")
             if toy and toy["min_digits"] > toy["max_digits"]:
                 raise ConfigError(f"{_key([kind, name, 'toy', 'min_digits'])}: larger than max_digits")
@@ -181,6 +189,9 @@ def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
                     raise ConfigError(f"{_key([kind, name, role])}: no other model named {entry[role]!r}")
             if entry["prompts"] not in config["prompt_sets"]:
                 raise ConfigError(f"{_key([kind, name, 'prompts'])}: no prompt set named {entry['prompts']!r}")
+            if kind == "experiments" and config["prompt_sets"][entry["prompts"]]["answer_key"] is None:
+                raise ConfigError(f"{_key([kind, name, 'prompts'])}: prompt set {entry['prompts']!r} has no answers "
+                                  "(answer_key: null), which OPD's verifier needs")
             for i, b in enumerate(entry.get("benchmarks", [])):
                 if b not in config["benchmarks"]:
                     raise ConfigError(f"{_key([kind, name, 'benchmarks', i])}: no benchmark named {b!r}")

@@ -16,7 +16,8 @@ def slurm_resources(r: dict, training: bool) -> dict:
     One node: ``gpu`` (+ ``gpu_model``) becomes ``--gpus``. Several nodes: GPUs are
     requested per node with ``--gres`` and the job runs one task per node in its batch
     step (``mpi``), where the launcher's own ``srun`` starts ``torchrun`` on every node;
-    ``gpu`` together with ``tasks`` would give ``--ntasks-per-gpu`` instead. Training
+    ``gpu`` together with ``tasks`` would give ``--ntasks-per-gpu`` instead (and ``gpu``
+    alone does, from plugin 2.6: ``tasks_per_gpu=0`` keeps one task). Training
     jobs ask SLURM for USR2 ``checkpoint_signal_s`` seconds before their time limit: they
     checkpoint on it and their retry resumes.
     """
@@ -25,6 +26,8 @@ def slurm_resources(r: dict, training: bool) -> dict:
     extra = [r["slurm_extra"]] if r.get("slurm_extra") else []
     if nodes == 1:
         out["gpu"] = gpus
+        if gpus:
+            out["tasks_per_gpu"] = 0  # one task (torchrun starts a process per GPU), not one per GPU
         if gpus and r.get("gpu_model"):
             out["gpu_model"] = r["gpu_model"]
     else:

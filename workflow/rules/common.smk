@@ -36,6 +36,7 @@ def script_path(name):
 
 RULES_WITH_RESOURCES = (
     "build_toy_tokenizer",
+    "build_qwen_tokenizer",
     "prepare_benchmark",
     "prepare_prompts",
     "prepare_model",
@@ -55,7 +56,7 @@ try:
 except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
 
-TOY_MODELS = [m for m, entry in config["models"].items() if "toy" in entry]
+BUILT_MODELS = [m for m, entry in config["models"].items() if "toy" in entry or "tiny" in entry]
 SWEEPS = {name: sweep_points(name, sweep) for name, sweep in config["sweeps"].items()}  # {sweep: {point: overrides}}
 EXPERIMENTS = list(config["experiments"])
 SFT_RUNS = list(config["sft"])
@@ -80,9 +81,15 @@ def model_source(name):
     if name in config["sft"]:
         return f"results/sft/{name}/model"
     entry = config["models"][name]
-    if "toy" in entry:
+    if "toy" in entry or "tiny" in entry:
         return f"results/models/{name}"
     return entry.get("path") or entry["hub"]
+
+
+def tokenizer_dir(name):
+    """The tokenizer a built model is made around."""
+    entry = config["models"][name]
+    return "results/toy/tokenizer" if "toy" in entry else f"results/tokenizers/{entry['tiny']['tokenizer']}"
 
 
 def model_files(name):
@@ -111,6 +118,11 @@ def model_flags(name):
     if entry["trust_remote_code"]:
         flags.append("--trust-remote-code")
     return " ".join(flags)
+
+
+def local_data(entry):
+    """A benchmark's or prompt set's local file or directory as a job input (none for the hub)."""
+    return [entry["path"]] if "path" in entry else []
 
 
 def problem_file(name):
@@ -145,6 +157,14 @@ def rule_resources(rule):
 def rule_launcher(rule):
     """``python``, or ``torchrun``/``srun`` for a rule given several GPUs or nodes."""
     return launch_prefix(resources_for(config, rule, BUILTIN_RESOURCES))
+
+
+def vllm_flags(rule):
+    """A sampling rule's vLLM engine: tensor parallel over the rule's GPUs."""
+    if config["eval"]["backend"] != "vllm":
+        return ""
+    return (f"--tensor-parallel-size {max(1, rule_resources(rule)['gpu'])} "
+            f"--gpu-memory-utilization {config['eval']['gpu_memory_utilization']}")
 
 
 def as_json(obj):

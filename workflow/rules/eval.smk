@@ -14,12 +14,7 @@ rule eval_model:
         model_flags=lambda wc: model_flags(wc.model),
         dtype=lambda wc: base_entry(wc.model)["dtype"],
         backend=config["eval"]["backend"],
-        vllm=(
-            f"--tensor-parallel-size {max(1, rule_resources('eval_model')['gpu'])} "
-            f"--gpu-memory-utilization {config['eval']['gpu_memory_utilization']}"
-            if config["eval"]["backend"] == "vllm"
-            else ""
-        ),
+        vllm=vllm_flags("eval_model"),
         batch_size=config["eval"]["batch_size"],
         grading=as_json(config["eval"]["grading"]),
     log:

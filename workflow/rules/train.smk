@@ -60,6 +60,8 @@ rule teacher_rollouts:
         filter=lambda wc: as_json(config["sft"][wc.sft]["filter"]),
         template=lambda wc: config["eval"]["prompt_template"],
         batch_size=config["eval"]["batch_size"],
+        backend=config["eval"]["backend"],
+        vllm=lambda wc: vllm_flags("teacher_rollouts"),
     log:
         "logs/teacher_rollouts/{sft}.log",
     threads: rule_threads("teacher_rollouts")
@@ -70,8 +72,8 @@ rule teacher_rollouts:
     shell:
         "python {input.script} --teacher {params.teacher:q} {params.flags} --dtype {params.dtype} "
         "--prompts {input.prompts} --sampling {params.sampling:q} --filter {params.filter:q} "
-        "--template {params.template:q} --batch-size {params.batch_size} --threads {threads} "
-        "--out {output.rollouts} --report {output.report} > {log} 2>&1"
+        "--template {params.template:q} --batch-size {params.batch_size} --backend {params.backend} {params.vllm} "
+        "--threads {threads} --out {output.rollouts} --report {output.report} > {log} 2>&1"
 
 
 rule sft:

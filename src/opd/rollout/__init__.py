@@ -42,3 +42,18 @@ def make_backend(name: str, model, tokenizer=None, **options):
 
         return VLLMBackend(model, **options)
     raise ValueError(f"unknown rollout backend {name!r}; expected one of {BACKENDS}")
+
+
+def open_backend(name: str, model_path: str, tokenizer, *, dtype: str, device: str, trust_remote_code: bool = False,
+                 batch_size: int = 64, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
+                 seed: int = 0):
+    """A sampling job's backend for the model at ``model_path`` (HF loads it here, vLLM in
+    its own engine); ``close()`` it when done."""
+    if name == "vllm":
+        return make_backend("vllm", model_path, dtype=dtype, trust_remote_code=trust_remote_code,
+                            tensor_parallel_size=tensor_parallel_size,
+                            gpu_memory_utilization=gpu_memory_utilization, seed=seed)
+    from ..models import load_model
+
+    model = load_model(model_path, dtype, device, trust_remote_code=trust_remote_code)
+    return make_backend(name, model, tokenizer, batch_size=batch_size)

@@ -45,13 +45,19 @@ class VLLMBackend:
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         if colocated:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        if current_platform.is_cpu():
+        cpu = current_platform.is_cpu()
+        if cpu:
+            # the CPU build: RAM for the KV cache; no torch.compile warm-up (tens of seconds a
+            # job on 2 cores, more than the short runs it would speed up); engine in-process
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.sleeps = colocated and sleep_mode_available()
+        self.dtype = dtype
         self.llm = vllm.LLM(
             model=str(model_path), tokenizer=str(model_path), dtype=dtype, seed=seed,
             tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len, trust_remote_code=trust_remote_code, enable_sleep_mode=self.sleeps,
+            enforce_eager=cpu,
         )
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, logprobs: bool = False) -> list[Rollout]:
@@ -65,8 +71,12 @@ class VLLMBackend:
         return to_rollouts(outputs, logprobs)
 
     def load_weights(self, model) -> None:
-        """The trained student's current weights (HF names: checkpoint format) into every worker."""
-        state = [(k, v.detach()) for k, v in model.state_dict().items()]
+        """The trained student's current weights (HF names: checkpoint format) into every worker,
+        cast from the fp32 master weights to the engine's dtype."""
+        import torch
+
+        dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
+        state = [(k, v.detach().to(dtype)) for k, v in model.state_dict().items()]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": state, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
 
@@ -80,7 +90,8 @@ class VLLMBackend:
             self.llm.wake_up()
 
     def close(self) -> None:
-        """Stop the engine (its workers, and the process group vLLM made for them)."""
+        """Stop the engine and its workers. An in-process engine then destroys the default
+        process group too (vLLM's cleanup), so this comes after the last collective."""
         engine = getattr(self.llm, "llm_engine", None)
         core = getattr(engine, "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):

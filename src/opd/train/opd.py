@@ -173,8 +173,7 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
                 run.end_step(step, settings.steps, settings.checkpoint_every, stop, student, updater, sched,
                              {"data_position": step * settings.prompts_per_step})
     finally:
-        if not isinstance(backend, HFBackend):
-            backend.close()  # vLLM's workers and process group, before the caller's own group goes
+        backend.close()  # vLLM's engine (and, in-process, the default process group): after the last collective
     return student, tok, run
 
 
@@ -241,6 +240,9 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         "grad_norm": float(grad_norm),
         "lr": updater.optimizer.param_groups[0]["lr"],
         "tokens_per_s": n_tokens / (t2 - t0),
+        "rollout_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
+        # this rank's peak GPU memory since the job started (GB); None on the CPU
+        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
         "time_rollout": t1 - t0,
         "time_teacher": teacher_s,
         "time_update": t2 - t1 - teacher_s,
