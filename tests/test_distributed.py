@@ -72,6 +72,22 @@ def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_m
             assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
 
 
+@pytest.mark.skipif(not HAS_DEEPSPEED, reason="DeepSpeed is not installed")
+def test_zero2_on_one_gpu_started_by_python_equals_the_plain_update(tmp_path, tiny_model_dir, teacher_model_dir):
+    """A one-GPU job runs `python`, not torchrun: DeepSpeed must not go looking for MPI."""
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, toy_problems(8, 40, 1, 2, "p"))
+    settings = {"steps": 2, "prompts_per_step": 4, "n": 1, "temperature": 0.0, "max_new_tokens": 8,
+                "lr": 1e-3, "micro_batch_size": 2, "eval_every": 100}
+    for name, extra in (("plain", {}), ("zero2", {"deepspeed": "zero2"})):
+        work = tmp_path / name
+        launch(1, "opd_train.py", [
+            "--student", str(tiny_model_dir), "--teacher", str(teacher_model_dir), "--prompts", str(prompts),
+            "--settings", json.dumps({**settings, **extra}), "--objective", '{"k": 4}', "--run-dir",
+            str(work / "run"), "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")])
+    assert_same_update(tiny_model_dir, tmp_path / "plain/model", tmp_path / "zero2/model")
+
+
 def test_sft_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir):
     data = tmp_path / "sft.jsonl"
     write_jsonl(data, [{"problem": p["problem"], "response": f"\\boxed{{{p['answer']}}}"}

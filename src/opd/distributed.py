@@ -98,6 +98,19 @@ def init() -> Dist:
 _OWN_GROUP = False  # whether init() made the default group (an in-process vLLM engine makes its own)
 
 
+def export_single_process_env() -> None:
+    """The rendezvous variables of a world of one, for a library that needs them in a plain
+    ``python`` process (DeepSpeed's init otherwise falls back to MPI discovery)."""
+    if "RANK" in os.environ:
+        return
+    import socket
+
+    with socket.socket() as s:  # a free port on this machine
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
 def shutdown() -> None:
     """Leave the process group this module made, and no other."""
     global _OWN_GROUP

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..distributed import Dist
+from ..distributed import Dist, export_single_process_env
 
 DEEPSPEED_CONFIGS = Path(__file__).resolve().parents[3] / "config" / "deepspeed"
 
@@ -52,6 +52,8 @@ class Updater:
         if deepspeed:
             import deepspeed as ds  # GPU clusters (and CPU tests); imported only when asked for
 
+            if dist.world == 1:
+                export_single_process_env()  # one GPU, started by `python`: no torchrun variables
             self.engine, *_ = ds.initialize(model=model, optimizer=optimizer,
                                             config=deepspeed_config(deepspeed, grad_clip))
 
