@@ -10,10 +10,10 @@ the datasets' clothes; the layouts are those documented on the datasets' cards.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .data import fill_template, toy_problems
+from .io import write_jsonl
 
 # DAPO-Math-17k ships its prompts already written in this template (open-r1's Processed copy
 # keeps the templated text in `prompt` and the answer in `solution`)
@@ -40,11 +40,6 @@ def _parquet(path: Path, rows: list[dict]) -> None:
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
-def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def aime_2024(out: Path, problems: list[dict]) -> None:
     rows = [{"id": 60 + i, "problem": p["problem"], "solution": f"So the answer is ${p['answer']}$.",
              "answer": p["answer"], "url": f"https://example.invalid/aime/{i}", "year": "2024"}
@@ -54,13 +49,13 @@ def aime_2024(out: Path, problems: list[dict]) -> None:
 
 
 def aime25(out: Path, problems: list[dict]) -> None:
-    _jsonl(out / "test.jsonl", [{"problem": p["problem"], "answer": p["answer"], "id": str(i)}
+    write_jsonl(out / "test.jsonl", [{"problem": p["problem"], "answer": p["answer"], "id": str(i)}
                                 for i, p in enumerate(problems)])
     (out / "README.md").write_text("---\nlicense: mit\n---\n")  # no configs: the split comes from the file name
 
 
 def amc23(out: Path, problems: list[dict]) -> None:
-    _jsonl(out / "test.jsonl", [{"id": i, "question": p["problem"], "answer": float(p["answer"]),
+    write_jsonl(out / "test.jsonl", [{"id": i, "question": p["problem"], "answer": float(p["answer"]),
                                  "url": f"https://example.invalid/amc/{i}"} for i, p in enumerate(problems)])
     (out / "README.md").write_text("---\nlicense: mit\n---\n")
 
@@ -80,10 +75,12 @@ def openthoughts3(out: Path, problems: list[dict]) -> None:
 
 
 def dapo_processed(out: Path, problems: list[dict]) -> None:
-    rows = [{"prompt": fill_template(DAPO_TEMPLATE, p["problem"]), "solution": p["answer"], "data_source": "math_dapo",
-             "source_prompt": [{"content": fill_template(DAPO_TEMPLATE, p["problem"]), "role": "user"}],
+    prompts = [fill_template(DAPO_TEMPLATE, p["problem"]) for p in problems]
+    rows = [{"prompt": prompt, "solution": p["answer"], "data_source": "math_dapo",
+             "source_prompt": [{"content": prompt, "role": "user"}],
              "ability": "MATH", "reward_model": {"ground_truth": p["answer"], "style": "rule-lighteval/MATH_v2"},
-             "extra_info": {"index": f"{i:08x}-0000-0000-0000-000000000000"}} for i, p in enumerate(problems)]
+             "extra_info": {"index": f"{i:08x}-0000-0000-0000-000000000000"}}
+            for i, (p, prompt) in enumerate(zip(problems, prompts))]
     for subset in ("all", "en"):  # every prompt here is English
         _parquet(out / f"{subset}/train-00000-of-00001.parquet", rows)
     _parquet(out / "cn/train-00000-of-00001.parquet", rows[:1])

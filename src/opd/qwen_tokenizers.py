@@ -79,13 +79,15 @@ R1_DISTILL_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}"
 )
 
-# flavour -> added tokens, roles, chat template, and the stop tokens of generation_config.json
+# flavour -> added tokens, roles, chat template, the stop tokens of generation_config.json, and
+# the bos token of the models' config.json (Qwen3's names <|endoftext|> though its tokenizer has no bos)
 FLAVOURS = {
     "qwen3": {
         "added": _QWEN_COMMON + ["<tool_response>", "</tool_response>", "<think>", "</think>"],
         "roles": {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
         "chat_template": QWEN3_CHAT_TEMPLATE,
         "stop": ["<|im_end|>", "<|endoftext|>"],
+        "config_bos": "<|endoftext|>",
     },
     "r1_distill": {
         "added": _R1,
@@ -93,6 +95,7 @@ FLAVOURS = {
                   "pad_token": "<｜end▁of▁sentence｜>"},
         "chat_template": R1_DISTILL_CHAT_TEMPLATE,
         "stop": ["<｜end▁of▁sentence｜>"],
+        "config_bos": "<｜begin▁of▁sentence｜>",
     },
 }
 
@@ -133,3 +136,8 @@ def build_qwen_tokenizer(flavour: str, vocab_file: str | Path | None = None) -> 
 def stop_token_ids(tokenizer: PreTrainedTokenizerFast, flavour: str) -> list[int]:
     """The ``eos_token_id`` list the flavour's models put in their generation_config.json."""
     return tokenizer.convert_tokens_to_ids(FLAVOURS[flavour]["stop"])
+
+
+def config_bos_id(tokenizer: PreTrainedTokenizerFast, flavour: str) -> int:
+    """The ``bos_token_id`` the flavour's models put in their config.json."""
+    return tokenizer.convert_tokens_to_ids(FLAVOURS[flavour]["config_bos"])

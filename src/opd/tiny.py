@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config, Qwen3Config
 
-from .qwen_tokenizers import stop_token_ids
+from .qwen_tokenizers import config_bos_id, stop_token_ids
 from .toy.pretrain import ToyRecipe, pretrain
 
 ARCHITECTURES = ("qwen3", "qwen2")
@@ -54,8 +54,7 @@ def tiny_config(recipe: TinyRecipe, tokenizer):
         vocab_size=recipe.vocab_rows, hidden_size=recipe.hidden, intermediate_size=3 * recipe.hidden,
         num_hidden_layers=recipe.layers, num_attention_heads=recipe.heads, num_key_value_heads=recipe.kv_heads,
         max_position_embeddings=recipe.max_positions, tie_word_embeddings=recipe.tie_word_embeddings,
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>") if recipe.tokenizer == "qwen3"
-        else tokenizer.bos_token_id,
+        bos_token_id=config_bos_id(tokenizer, recipe.tokenizer),
         eos_token_id=tokenizer.eos_token_id, rms_norm_eps=1e-6,
     )
     if recipe.architecture == "qwen3":

@@ -73,10 +73,9 @@ class VLLMBackend:
     def load_weights(self, model) -> None:
         """The trained student's current weights (HF names: checkpoint format) into every worker,
         cast from the fp32 master weights to the engine's dtype."""
-        import torch
+        from ..models import DTYPES
 
-        dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
-        state = [(k, v.detach().to(dtype)) for k, v in model.state_dict().items()]
+        state = [(k, v.detach().to(DTYPES[self.dtype])) for k, v in model.state_dict().items()]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": state, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
 
