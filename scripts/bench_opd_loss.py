@@ -25,7 +25,7 @@ def rss_bytes() -> int:
 def measure(args) -> dict:
     import torch
 
-    from opd.losses import Objective, naive_opd_loss, opd_loss
+    from opd.losses import Objective, metric_means, naive_opd_loss, opd_loss
 
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -48,9 +48,9 @@ def measure(args) -> dict:
             base = rss_bytes()
         start = time.perf_counter()
         if args.impl == "chunked":
-            out = opd_loss(h_s, w_s, h_t, w_t, tokens, obj, n_tokens=args.tokens, chunk_size=args.chunk)
+            out = opd_loss(h_s, w_s, h_t, w_t, tokens, obj, 1.0 / args.tokens, chunk_size=args.chunk)
         else:
-            out = naive_opd_loss(h_s @ w_s.T, h_t @ w_t.T, tokens, obj, n_tokens=args.tokens)
+            out = naive_opd_loss(h_s @ w_s.T, h_t @ w_t.T, tokens, obj, 1.0 / args.tokens)
         out.loss.backward()
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -59,7 +59,7 @@ def measure(args) -> dict:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
         times.append(time.perf_counter() - start)
     return {"impl": args.impl, "seconds": min(times), "peak_bytes": peak, "loss": out.loss.item(),
-            "overlap_ratio": out.metric_sums["overlap_ratio"] / out.positions}
+            "overlap_ratio": metric_means(out.metric_sums)["overlap_ratio"]}
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from opd.models import load_model, load_tokenizer, same_tokenizer  # noqa: E402
 from opd.rollout import SamplingParams  # noqa: E402
 
 COLUMNS = (("overlap_ratio", "overlap ratio"), ("overlap_mass_student", "overlap mass (student)"),
-           ("overlap_token_advantage", "overlap-token adv."), ("entropy_gap", "entropy gap"),
+           ("adv_intersection", "overlap-token adv."), ("entropy_gap", "entropy gap"),
            ("sampled_reward", "teacher log-prob lead"))
 
 
@@ -35,7 +35,9 @@ def main() -> None:
     ap.add_argument("--accuracy", action="append", default=[], metavar="MODEL:BENCHMARK:PATH",
                     help="base-evaluation metrics, for each teacher's accuracy lead")
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--trust-remote-code", action="store_true")
+    ap.add_argument("--trust-remote-code", action="store_true", help="the student's own remote code")
+    ap.add_argument("--trusted-teacher", action="append", default=[], metavar="NAME",
+                    help="a teacher whose own config entry allows its remote code (repeatable)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -55,10 +57,11 @@ def main() -> None:
     scores = {}
     for item in args.teacher:
         name, path = item.split("=", 1)
-        if not same_tokenizer(tok, load_tokenizer(path, trust)):
+        teacher_trust = name in args.trusted_teacher
+        if not same_tokenizer(tok, load_tokenizer(path, teacher_trust)):
             scores[name] = {"error": "different tokenizer: the teacher cannot score the student's tokens"}
             continue
-        teacher = load_model(path, args.dtype, args.device, trust)
+        teacher = load_model(path, args.dtype, args.device, teacher_trust)
         scores[name] = teacher_scores(student, teacher, tok, prompt_ids, rollouts, settings["k"])
         del teacher
     accuracy = {}
@@ -72,7 +75,7 @@ def main() -> None:
     write_json(args.out, {"student": student_name, "settings": settings, "ranking": ranking, "scores": scores,
                           "accuracy_lead": leads})
     benchmarks = sorted(accuracy)
-    rows = [[str(i + 1), t, *(f"{scores[t][key]:.3f}" if key in scores[t] else "-" for key, _ in COLUMNS),
+    rows = [[str(i + 1), t, *(f"{scores[t][key]:.3f}" if scores[t].get(key) is not None else "-" for key, _ in COLUMNS),
              *(f"{100 * leads[t][b]:+.1f}" if b in leads[t] else "-" for b in benchmarks)]
             for i, t in enumerate(ranking)]
     header = ["rank", "teacher", *(label for _, label in COLUMNS), *(f"lead on {b}" for b in benchmarks)]

@@ -18,7 +18,7 @@ def test_identical_teacher_agrees_everywhere_and_ranks_first(tiny_model_dir, tea
     assert same["positions"] == other["positions"] == sum(len(r.token_ids) for r in rollouts) > 0
     assert same["overlap_ratio"] == pytest.approx(1.0)
     assert same["overlap_mass_student"] == pytest.approx(same["overlap_mass_teacher"])
-    for key in ("entropy_gap", "reverse_kl", "sampled_reward", "overlap_token_advantage"):
+    for key in ("entropy_gap", "reverse_kl", "sampled_reward", "adv_intersection"):
         assert same[key] == pytest.approx(0.0, abs=1e-5), key
     assert other["overlap_ratio"] < 1.0 and other["reverse_kl"] > 0
     scores = {"other": other, "same": same, "foreign": {"error": "different tokenizer"}}

@@ -40,7 +40,7 @@ def test_cold_start_and_opd_experiment(study):
     assert not opd & sft
     log = [json.loads(l) for l in (workdir / "results/opd/distilled/train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [0, 1, 2]
-    for key in ("loss", "overlap_ratio", "overlap_mass_student", "overlap_mass_teacher", "overlap_token_advantage",
+    for key in ("loss", "overlap_ratio", "overlap_mass_student", "overlap_mass_teacher", "adv_intersection",
                 "entropy_gap", "entropy_student", "entropy_teacher", "response_length", "truncation_rate",
                 "accuracy", "grad_norm", "tokens_per_s", "time_rollout", "time_teacher", "time_update"):
         assert key in log[1], key

@@ -1,17 +1,25 @@
 """OPD objectives and token-level metrics, computed in chunks of positions.
 
 Rollouts come from the student p; the teacher q scores the student's own tokens. The
-objectives (PAPER.md, "Objective"):
+objectives follow the paper's released code (PAPER.md, "Objective" and "The released
+code's definitions"):
 
-* ``topk``: for v in a set S_t (student / teacher top-k, their intersection or union, or
-  the student's top-k outside the teacher's), advantage A(t,v) = w_v (log q(v) - log p(v))
-  with full-vocabulary log-probs and w_v a probability renormalised over S_t only;
+* ``topk``: for v in a set S_t, advantage A(t,v) = w_v (log q(v) - log p(v)) with
+  full-vocabulary log-probs. S_t is the student's or the teacher's top-k, their
+  intersection, their union, or ``non_overlap``: the tokens in exactly one of the two
+  (symmetric difference). w_v is the student's or the teacher's probability renormalised
+  over S_t, or uniform 1/|S_t| (``none``); for ``non_overlap`` the raw probabilities (1 each
+  for ``none``), as in the released code;
 * ``sampled``: S_t = {y_t}, the sampled token, w = 1;
 * ``full``: the exact reverse KL(p || q) at every position (no PPO surrogate).
 
 Advantages feed the PPO clipped surrogate (clip, dual clip) per (t, v) pair, summed over
-v, and the sum over positions is divided by ``n_tokens``, the token count of the whole
-optimizer step, so gradient accumulation does not re-weight micro-batches.
+v. Each position's loss is multiplied by its weight in the step's aggregate
+(:func:`position_weights`: token-mean and the released code's sequence means, computed
+over the whole optimizer step), so micro-batching and ranks do not re-weight anything.
+
+A token the student's logits mask out (-inf) has probability 0: it is never in S_t, and
+log-probs are floored at ``LOG_FLOOR`` so that 0 * log 0 terms stay 0, not NaN.
 
 :func:`chunk_terms` is the math for a block of positions: loss, its gradient with respect
 to the student's logits (analytic: no autograd graph over the vocabulary) and metric sums.
@@ -29,10 +37,28 @@ import torch
 KINDS = ("topk", "sampled", "full")
 TOPK_SETS = ("student", "teacher", "intersection", "union", "non_overlap")
 WEIGHTS = ("student_p", "teacher_p", "none")
-METRICS = (
-    "overlap_ratio", "overlap_mass_student", "overlap_mass_teacher", "overlap_token_advantage",
-    "entropy_student", "entropy_teacher", "entropy_gap", "reverse_kl", "sampled_reward",
-)
+LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+# below the log of the smallest positive float32 (about -103.3): flooring changes only exact zeros
+LOG_FLOOR = -1e4
+
+# each logged metric and the count its sum is divided by (PAPER.md, "Overlap metrics")
+METRICS = {
+    "overlap_ratio": "slots",  # student top-k slots whose token is in the teacher's top-k
+    "overlap_mass_student": "positions",  # p summed over the intersection, over all positions
+    "overlap_mass_teacher": "positions",
+    "student_p_sum_intersection": "overlap_positions",  # the same, over positions with an overlap
+    "teacher_p_sum_intersection": "overlap_positions",
+    "adv_intersection": "pairs_intersection",  # mean A(t, v) over (position, token) pairs in both top-k
+    "adv_only_stu": "pairs_only_stu",  # ... in the student's top-k only
+    "adv_only_tch": "pairs_only_tch",  # ... in the teacher's top-k only
+    "entropy_student": "positions",
+    "entropy_teacher": "positions",
+    "entropy_gap": "positions",
+    "reverse_kl": "positions",
+    "sampled_reward": "positions",
+}
+COUNTS = ("positions", "slots", "overlap_positions", "pairs_intersection", "pairs_only_stu", "pairs_only_tch")
+SUMS = (*METRICS, *COUNTS)
 
 
 @dataclass(frozen=True)
@@ -45,14 +71,48 @@ class Objective:
     dual_clip: float = 3.0
     teacher_temperature: float = 1.0
     metrics_k: int = 16
+    loss_agg_mode: str = "token-mean"
 
     def __post_init__(self):
         for field, value, allowed in (("kind", self.kind, KINDS), ("topk_set", self.topk_set, TOPK_SETS),
-                                      ("weights", self.weights, WEIGHTS)):
+                                      ("weights", self.weights, WEIGHTS),
+                                      ("loss_agg_mode", self.loss_agg_mode, LOSS_AGG_MODES)):
             if value not in allowed:
                 raise ValueError(f"objective {field} {value!r} is not one of {allowed}")
         if self.kind == "topk" and self.k < 1:
             raise ValueError("top-k objective needs k >= 1 (k = 0 is the sampled-token objective)")
+        if self.metrics_k < 1:
+            raise ValueError("objective metrics_k must be >= 1")
+
+
+def position_weights(lengths: list[int], mode: str, n_tokens: int, n_sequences: int, n_rollouts: int,
+                     max_len: int) -> torch.Tensor:
+    """The weight of each response position's loss in the step's loss, position by position
+    for sequences of these ``lengths`` (one micro-batch).
+
+    ``n_tokens``, ``n_sequences`` (those with a response token) and ``n_rollouts`` are the
+    whole step's counts over all micro-batches and ranks, and ``max_len`` the padded
+    response length (the generation limit), so the weighted sum over the step is the
+    released code's aggregate of the step taken as one batch: token-mean = sum / tokens;
+    seq-mean-token-sum = mean over sequences of their sums; seq-mean-token-mean = mean over
+    sequences of their means; seq-mean-token-sum-norm = sum / (rollouts x max_len), a
+    constant divisor (verl divides each micro-batch's sum by max_len alone, which is this
+    times the micro-batch size: a learning-rate factor that changes with the batching).
+    """
+    if mode not in LOSS_AGG_MODES:
+        raise ValueError(f"loss_agg_mode {mode!r} is not one of {LOSS_AGG_MODES}")
+    per_seq = []
+    for n in lengths:
+        if mode == "token-mean":
+            w = 1.0 / n_tokens if n_tokens else 0.0
+        elif mode == "seq-mean-token-sum":
+            w = 1.0 / n_sequences if n_sequences else 0.0
+        elif mode == "seq-mean-token-mean":
+            w = 1.0 / (n_sequences * n) if n else 0.0
+        else:
+            w = 1.0 / (n_rollouts * max_len)
+        per_seq.append(torch.full((n,), w, dtype=torch.float64))
+    return torch.cat(per_seq).float() if per_seq else torch.zeros(0)
 
 
 def ppo_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip: float,
@@ -70,82 +130,126 @@ def ppo_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
     return loss, grad
 
 
+def log_probs(z_s: torch.Tensor, z_t: torch.Tensor, teacher_temperature: float):
+    """Floored full-vocabulary log-probs of student and teacher, and the student's support
+    (the tokens its logits do not mask out)."""
+    logp = z_s.float().log_softmax(-1)
+    logq = (z_t.float() / teacher_temperature).log_softmax(-1)
+    return logp.clamp_min(LOG_FLOOR), logq.clamp_min(LOG_FLOOR), logp > -torch.inf
+
+
 def _topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
     idx = x.topk(min(k, x.shape[-1]), dim=-1).indices
     return torch.zeros_like(x, dtype=torch.bool).scatter_(-1, idx, True)
 
 
-def _renormalise(prob: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    masked = prob * mask
-    return masked / masked.sum(-1, keepdim=True).clamp_min(1e-30)
-
-
-def token_set(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, obj: Objective) -> torch.Tensor:
-    """S_t as a boolean mask over the vocabulary."""
+def token_set(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, obj: Objective,
+              support: torch.Tensor | None = None) -> torch.Tensor:
+    """S_t as a boolean mask over the vocabulary (k above the vocabulary means all of it)."""
     if obj.kind == "sampled":
-        return torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, tokens[:, None], True)
-    mp = _topk_mask(logp, obj.k)
-    if obj.topk_set == "student":
-        return mp
-    mq = _topk_mask(logq, obj.k)
-    return {"teacher": mq, "intersection": mp & mq, "union": mp | mq, "non_overlap": mp & ~mq}[obj.topk_set]
+        s = torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, tokens[:, None], True)
+    else:
+        mp = _topk_mask(logp, obj.k)
+        mq = _topk_mask(logq, obj.k) if obj.topk_set != "student" else None
+        s = {"student": lambda: mp, "teacher": lambda: mq, "intersection": lambda: mp & mq,
+             "union": lambda: mp | mq, "non_overlap": lambda: mp ^ mq}[obj.topk_set]()
+    return s if support is None else s & support
 
 
-def metric_sums(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
-    """Per-chunk sums of the token-level metrics (PAPER.md, "Token-level metrics")."""
+def set_weights(logp: torch.Tensor, logq: torch.Tensor, s: torch.Tensor, obj: Objective) -> torch.Tensor:
+    """w_v on S_t, 0 elsewhere: a softmax of the chosen log-probs restricted to S_t (uniform
+    for ``none``); raw probabilities (1 for ``none``) for ``non_overlap``."""
+    if obj.kind == "sampled":
+        return s.float()
+    base = {"student_p": logp, "teacher_p": logq, "none": torch.zeros_like(logp)}[obj.weights]
+    base = torch.where(s, base, -torch.inf)
+    if obj.kind == "topk" and obj.topk_set != "non_overlap":
+        base = base - base.logsumexp(-1, keepdim=True)  # an empty S_t gives NaN, zeroed below
+    return torch.where(s, base.exp(), torch.zeros_like(logp))
+
+
+def advantage(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, obj: Objective,
+              support: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A(t, v) over the vocabulary (0 outside S_t) and S_t."""
+    s = token_set(logp, logq, tokens, obj, support)
+    adv = torch.where(s, set_weights(logp, logq, s, obj) * (logq - logp), torch.zeros_like(logp))
+    return adv, s
+
+
+def metric_sums(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, obj: Objective,
+                adv: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-chunk sums and counts of the token-level metrics (PAPER.md, "Overlap metrics").
+
+    Overlap ratio and masses use the top-``metrics_k`` sets. The advantage metrics average
+    the training advantage ``adv`` over the pairs of the training k's top-k sets, as the
+    released code logs them; for the sampled and full objectives, which have no per-token
+    advantage, the default objective's (student top-``metrics_k``, student_p)."""
+    k = min(obj.metrics_k, logp.shape[-1])
     p, q = logp.exp(), logq.exp()
-    both = _topk_mask(logp, k) & _topk_mask(logq, k)
+    mp, mq = _topk_mask(logp, k), _topk_mask(logq, k)
+    both = mp & mq
+    if obj.kind == "topk" and adv is not None:
+        ap, aq = (mp, mq) if min(obj.k, logp.shape[-1]) == k else (_topk_mask(logp, obj.k), _topk_mask(logq, obj.k))
+    else:
+        adv = advantage(logp, logq, tokens, Objective(k=k))[0]
+        ap, aq = mp, mq
+    regions = {"intersection": ap & aq, "only_stu": ap & ~aq, "only_tch": aq & ~ap}
     h_p = -(p * logp).sum(-1)
     h_q = -(q * logq).sum(-1)
-    has = both.any(-1)
-    lp_i = torch.where(both, logp, -torch.inf)
-    lq_i = torch.where(both, logq, -torch.inf)
-    lp_i = lp_i - lp_i.logsumexp(-1, keepdim=True)  # log p' renormalised on the intersection
-    lq_i = lq_i - lq_i.logsumexp(-1, keepdim=True)
-    adv = torch.where(both, lp_i.exp() * (lq_i - lp_i), torch.zeros_like(logp)).sum(-1)
     sampled = tokens[:, None]
-    return {
-        "overlap_ratio": (both.sum(-1).float() / k).sum(),
+    zero = torch.zeros_like(logp)
+    sums = {
+        "overlap_ratio": both.sum().float(),
         "overlap_mass_student": (p * both).sum(),
         "overlap_mass_teacher": (q * both).sum(),
-        "overlap_token_advantage": torch.where(has, adv, torch.zeros_like(adv)).sum(),
-        "overlap_positions": has.sum().float(),
+        "student_p_sum_intersection": (p * both).sum(),
+        "teacher_p_sum_intersection": (q * both).sum(),
         "entropy_student": h_p.sum(),
         "entropy_teacher": h_q.sum(),
         "entropy_gap": (h_q - h_p).abs().sum(),
         "reverse_kl": (p * (logp - logq)).sum(),
         "sampled_reward": (logq.gather(-1, sampled) - logp.gather(-1, sampled)).sum(),
+        "positions": torch.tensor(float(logp.shape[0])),
+        "slots": torch.tensor(float(logp.shape[0] * k)),
+        "overlap_positions": both.any(-1).sum().float(),
     }
+    for name, mask in regions.items():
+        sums[f"adv_{name}"] = torch.where(mask, adv, zero).sum()
+        sums[f"pairs_{name}"] = mask.sum().float()
+    return sums
 
 
-def chunk_terms(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, obj: Objective):
-    """Loss sum, d(loss sum)/d(student logits), metric sums and per-token sampled reward.
+def metric_means(sums: dict[str, float]) -> dict[str, float | None]:
+    """Each metric's sum over its count; None where the count is 0 (e.g. no overlap at all)."""
+    return {m: sums[m] / sums[count] if sums[count] else None for m, count in METRICS.items()}
+
+
+def chunk_terms(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, obj: Objective,
+                weight: torch.Tensor):
+    """Weighted loss sum, its gradient with respect to the student logits, metric sums and
+    per-token sampled reward.
 
     ``z_s``, ``z_t``: (C, V) logits at C response positions; ``tokens``: (C,) the student's
-    sampled tokens. Everything here is detached; the gradient is returned explicitly.
+    sampled tokens; ``weight``: (C,) each position's weight in the step's loss.
+    Everything here is detached; the gradient is returned explicitly.
     """
-    z_s, z_t = z_s.detach().float(), z_t.detach().float()
-    logp = z_s.log_softmax(-1)
-    logq = (z_t / obj.teacher_temperature).log_softmax(-1)
+    logp, logq, support = log_probs(z_s.detach(), z_t.detach(), obj.teacher_temperature)
     p = logp.exp()
+    weight = weight.to(logp)
+    adv = None
     if obj.kind == "full":
         kl = (p * (logp - logq)).sum(-1)
-        loss = kl.sum()
-        grad_z = p * (logp - logq - kl[:, None])
+        loss = (kl * weight).sum()
+        grad_z = p * (logp - logq - kl[:, None]) * weight[:, None]
     else:
-        s = token_set(logp, logq, tokens, obj)
-        if obj.kind == "sampled" or obj.weights == "none":
-            w = s.float()
-        else:
-            w = _renormalise(p if obj.weights == "student_p" else logq.exp(), s)
-        adv = torch.where(s, w * (logq - logp), torch.zeros_like(logp))
+        adv, s = advantage(logp, logq, tokens, obj, support)
         # one update per rollout batch: the rollout policy is the current one (ratio 1)
         per_pair, grad_logp = ppo_surrogate(logp, logp, adv, obj.clip, obj.dual_clip)
-        loss = (per_pair * s).sum()
-        grad_logp = grad_logp * s
+        loss = (torch.where(s, per_pair, 0.0).sum(-1) * weight).sum()
+        grad_logp = torch.where(s, grad_logp, 0.0) * weight[:, None]
         # d log p(v) / d z_u = [u = v] - p(u)
         grad_z = grad_logp - p * grad_logp.sum(-1, keepdim=True)
-    metrics = metric_sums(logp, logq, tokens, obj.metrics_k)
+    metrics = metric_sums(logp, logq, tokens, obj, adv)
     reward = logq.gather(-1, tokens[:, None])[:, 0] - logp.gather(-1, tokens[:, None])[:, 0]
     return loss, grad_z, metrics, reward
 
@@ -154,26 +258,26 @@ class _ChunkedOPD(torch.autograd.Function):
     """Forward computes the loss and, chunk by chunk, the gradients of h_s and W_s."""
 
     @staticmethod
-    def forward(ctx, h_s, w_s, h_t, w_t, tokens, obj, n_tokens, chunk_size):
+    def forward(ctx, h_s, w_s, h_t, w_t, tokens, obj, weight, chunk_size):
         grad_h = torch.zeros_like(h_s)
         grad_w = torch.zeros_like(w_s, dtype=torch.float32)
         loss = torch.zeros((), dtype=torch.float32, device=h_s.device)
-        metrics = torch.zeros(len(METRICS) + 1, dtype=torch.float32, device=h_s.device)
+        metrics = torch.zeros(len(SUMS), dtype=torch.float32, device=h_s.device)
         rewards = torch.empty(h_s.shape[0], dtype=torch.float32, device=h_s.device)
         for start in range(0, h_s.shape[0], chunk_size):
             sl = slice(start, start + chunk_size)
             z_s = h_s[sl] @ w_s.T
             z_t = h_t[sl] @ w_t.T
-            c_loss, g_z, c_metrics, c_reward = chunk_terms(z_s, z_t, tokens[sl], obj)
-            g_z = (g_z / n_tokens).to(h_s.dtype)
+            c_loss, g_z, c_metrics, c_reward = chunk_terms(z_s, z_t, tokens[sl], obj, weight[sl])
+            g_z = g_z.to(h_s.dtype)
             grad_h[sl] = g_z @ w_s
             grad_w += (g_z.T @ h_s[sl]).float()
             loss += c_loss
-            metrics += torch.stack([c_metrics[m] for m in (*METRICS, "overlap_positions")])
+            metrics += torch.stack([c_metrics[m].to(metrics) for m in SUMS])
             rewards[sl] = c_reward
         ctx.save_for_backward(grad_h, grad_w.to(w_s.dtype))
         ctx.mark_non_differentiable(metrics, rewards)
-        return loss / n_tokens, metrics, rewards
+        return loss, metrics, rewards
 
     @staticmethod
     def backward(ctx, grad_loss, _grad_metrics, _grad_rewards):
@@ -183,57 +287,63 @@ class _ChunkedOPD(torch.autograd.Function):
 
 @dataclass
 class OPDLoss:
-    loss: torch.Tensor  # scalar, differentiable; already divided by n_tokens
-    metric_sums: dict[str, float]  # sums over positions (divide by positions for means)
+    loss: torch.Tensor  # scalar, differentiable; this micro-batch's share of the step's loss
+    metric_sums: dict[str, float]  # sums and counts over positions (metric_means divides them)
     positions: int
     token_reward: torch.Tensor  # (N,) log q(y_t) - log p(y_t) at each sampled token
 
 
 def _pack(loss, metrics_vec, rewards, positions) -> OPDLoss:
-    values = metrics_vec.tolist()
-    sums = dict(zip(METRICS, values[:-1]))
-    sums["overlap_positions"] = values[-1]
-    return OPDLoss(loss, sums, positions, rewards)
+    return OPDLoss(loss, dict(zip(SUMS, metrics_vec.tolist())), positions, rewards)
+
+
+def _weights(weight: torch.Tensor | float, n: int, device) -> torch.Tensor:
+    if isinstance(weight, torch.Tensor):
+        if weight.shape != (n,):
+            raise ValueError(f"position weights of shape {tuple(weight.shape)} for {n} positions")
+        return weight.to(device=device, dtype=torch.float32)
+    return torch.full((n,), float(weight), device=device)
 
 
 def opd_loss(h_s: torch.Tensor, w_s: torch.Tensor, h_t: torch.Tensor, w_t: torch.Tensor,
-             tokens: torch.Tensor, obj: Objective, n_tokens: int, chunk_size: int = 64) -> OPDLoss:
+             tokens: torch.Tensor, obj: Objective, weight: torch.Tensor | float, chunk_size: int = 64) -> OPDLoss:
     """The OPD loss from final hidden states and LM-head weights, chunked over positions.
 
     ``h_s`` (N, d) and ``w_s`` (V, d) are the student's (gradients flow to both); ``h_t``
     (N, d_t) and ``w_t`` (V', d_t) the teacher's. Only the first V columns of the teacher's
     logits are used when its head is padded larger (same tokenizer, padded vocab).
+    ``weight``: each position's weight in the step's loss, (N,) from :func:`position_weights`
+    or one number for all (1 / the step's tokens is token-mean).
     """
     vocab = w_s.shape[0]
     if w_t.shape[0] < vocab:
         raise ValueError(f"teacher vocabulary {w_t.shape[0]} is smaller than the student's {vocab}")
+    weight = _weights(weight, h_s.shape[0], h_s.device)
     loss, metrics, rewards = _ChunkedOPD.apply(h_s, w_s, h_t.detach(), w_t.detach()[:vocab], tokens, obj,
-                                               n_tokens, chunk_size)
+                                               weight, chunk_size)
     return _pack(loss, metrics, rewards, h_s.shape[0])
 
 
 def naive_opd_loss(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, obj: Objective,
-                   n_tokens: int) -> OPDLoss:
+                   weight: torch.Tensor | float) -> OPDLoss:
     """Full-logits reference: the same objective through ordinary autograd."""
-    logp = z_s.float().log_softmax(-1)
-    logq = (z_t.detach().float() / obj.teacher_temperature).log_softmax(-1)
+    weight = _weights(weight, z_s.shape[0], z_s.device)
+    logp_raw = z_s.float().log_softmax(-1)
+    logp = logp_raw.clamp_min(LOG_FLOOR)
+    logq = (z_t.detach().float() / obj.teacher_temperature).log_softmax(-1).clamp_min(LOG_FLOOR)
+    adv = None
     if obj.kind == "full":
-        loss = (logp.exp() * (logp - logq)).sum()
+        per_position = (logp.exp() * (logp - logq)).sum(-1)
     else:
         with torch.no_grad():
-            s = token_set(logp, logq, tokens, obj)
-            p = logp.exp()
-            if obj.kind == "sampled" or obj.weights == "none":
-                w = s.float()
-            else:
-                w = _renormalise(p if obj.weights == "student_p" else logq.exp(), s)
-            adv = torch.where(s, w * (logq - logp), torch.zeros_like(logp))
-        ratio = torch.exp(logp - logp.detach())
+            adv, s = advantage(logp, logq, tokens, obj, logp_raw > -torch.inf)
+        ratio = torch.exp(torch.where(s, logp - logp.detach(), 0.0))
         pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - obj.clip, 1 + obj.clip))
         pg = torch.where((adv < 0) & (-adv * obj.dual_clip < pg), -adv * obj.dual_clip, pg)
-        loss = (pg * s).sum()
+        per_position = torch.where(s, pg, 0.0).sum(-1)
+    loss = (per_position * weight).sum()
     with torch.no_grad():
-        m = metric_sums(logp.detach(), logq, tokens, obj.metrics_k)
+        m = metric_sums(logp.detach(), logq, tokens, obj, adv)
         reward = (logq.gather(-1, tokens[:, None]) - logp.detach().gather(-1, tokens[:, None]))[:, 0]
-    vec = torch.stack([m[k] for k in (*METRICS, "overlap_positions")])
-    return _pack(loss / n_tokens, vec, reward, z_s.shape[0])
+    vec = torch.stack([m[k].to(logp) for k in SUMS])
+    return _pack(loss, vec, reward, z_s.shape[0])

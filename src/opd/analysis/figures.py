@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 PANELS = (("val", "validation accuracy (avg@n)"), ("overlap_ratio", "top-k overlap ratio"),
           ("overlap_mass_student", "overlap mass (student)"),
-          ("overlap_token_advantage", "overlap-token advantage"), ("entropy_gap", "entropy gap |H(q)-H(p)|"))
+          ("adv_intersection", "overlap-token advantage (adv_intersection)"), ("entropy_gap", "entropy gap |H(q)-H(p)|"))
 
 
 def series(log_rows: list[dict], key: str, benchmark: str | None = None) -> tuple[list[int], list[float]]:

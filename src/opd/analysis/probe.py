@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import METRICS, Objective, opd_loss
+from ..losses import Objective, metric_means, opd_loss
 from ..rollout import SamplingParams
 from ..rollout.hf import HFBackend
 from ..train.opd import hidden_and_head, pack
@@ -43,19 +43,16 @@ def teacher_scores(student, teacher, tok, prompt_ids: list[list[int]], rollouts,
         h_s = s_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
         h_t = t_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
         out = opd_loss(h_s.reshape(-1, h_s.shape[-1])[flat], s_head, h_t.reshape(-1, h_t.shape[-1])[flat],
-                       t_head, targets, objective, n_tokens, chunk_size)
+                       t_head, targets, objective, 1.0 / max(1, n_tokens), chunk_size)
         for key, value in out.metric_sums.items():
             sums[key] = sums.get(key, 0.0) + value
-    positions = max(1, n_tokens)
-    scores = {key: sums[key] / positions for key in METRICS if key != "overlap_token_advantage"}
-    scores["overlap_token_advantage"] = sums["overlap_token_advantage"] / max(1.0, sums["overlap_positions"])
-    scores["positions"] = n_tokens
+    scores = {**metric_means(sums), "positions": n_tokens}
     return scores
 
 
 def rank(scores: dict[str, dict]) -> list[str]:
     """Most compatible first: the higher top-k overlap, then the smaller entropy gap.
     Teachers that cannot score the student's tokens (another tokenizer) come last."""
-    usable = [t for t, s in scores.items() if "overlap_ratio" in s]
+    usable = [t for t, s in scores.items() if s.get("overlap_ratio") is not None]
     usable.sort(key=lambda t: (-scores[t]["overlap_ratio"], scores[t]["entropy_gap"]))
     return usable + [t for t in scores if t not in usable]

@@ -83,7 +83,7 @@ def training_dynamics(log_rows: list[dict]) -> dict:
         "overlap_mass_student_first": first["overlap_mass_student"],
         "overlap_mass_student_last": last["overlap_mass_student"],
         "overlap_mass_teacher_last": last["overlap_mass_teacher"],
-        "overlap_token_advantage_last": last["overlap_token_advantage"],
+        "adv_intersection_last": last["adv_intersection"],
         "entropy_gap_last": last["entropy_gap"],
     }
 
@@ -136,7 +136,7 @@ def _fmt(x) -> str:
 
 
 SWEEP_METRICS = (("overlap_ratio_last", "overlap"), ("overlap_mass_student_last", "overlap mass"),
-                 ("overlap_token_advantage_last", "overlap adv."), ("entropy_gap_last", "entropy gap"))
+                 ("adv_intersection_last", "overlap adv."), ("entropy_gap_last", "entropy gap"))
 
 
 def sweep_rows(points: dict[str, dict]) -> tuple[list[str], list[list[str]]]:

@@ -23,7 +23,7 @@ from ..data import render_prompt
 from ..distributed import Dist
 from ..evaluation import evaluate
 from ..grading import Grader
-from ..losses import METRICS, Objective, opd_loss
+from ..losses import SUMS, Objective, metric_means, opd_loss, position_weights
 from ..models import load_model, load_tokenizer, same_tokenizer
 from ..rollout import SamplingParams, make_backend
 from ..rollout.hf import HFBackend
@@ -110,17 +110,18 @@ def check_tokenizers(student_tok, teacher_tok, student: str, teacher: str) -> No
 def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks: dict[str, list[dict]],
           settings: OPDSettings, objective: Objective, run_dir: str | Path, *, template: str, chat: bool,
           grading: dict, device: str = "cpu", teacher_dtype: str = "float32", student_dtype: str = "float32",
-          trust_remote_code: bool = False):
+          trust_remote_code: bool = False, teacher_trust_remote_code: bool = False):
     """Train; returns (student, tokenizer, run dir) for the caller to save. On SIGTERM or
     SIGUSR2 it checkpoints and exits with EXIT_REQUEUE. ``student_dtype`` is the model's own
-    dtype, which a vLLM rollout engine samples in (training keeps fp32 master weights)."""
+    dtype, which a vLLM rollout engine samples in (training keeps fp32 master weights). Each
+    model runs remote code only if its own ``*trust_remote_code`` says so."""
     stop = StopFlag()
     dist = distributed.init()
     device = dist.device(device)
     tok = load_tokenizer(student_path, trust_remote_code)
-    check_tokenizers(tok, load_tokenizer(teacher_path, trust_remote_code), student_path, teacher_path)
+    check_tokenizers(tok, load_tokenizer(teacher_path, teacher_trust_remote_code), student_path, teacher_path)
     student = load_model(student_path, "float32", device, trust_remote_code)  # fp32 master weights
-    teacher = load_model(teacher_path, teacher_dtype, device, trust_remote_code).requires_grad_(False)
+    teacher = load_model(teacher_path, teacher_dtype, device, teacher_trust_remote_code).requires_grad_(False)
     s_trunk, s_head = hidden_and_head(student)
     t_trunk, t_head = hidden_and_head(teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -192,8 +193,10 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         )
     t1 = time.perf_counter()
     student.train()
-    n_tokens = int(dist.sum([sum(len(r.token_ids) for r in rollouts)])[0])
-    sums = dict.fromkeys((*METRICS, "overlap_positions"), 0.0)
+    lengths = [len(r.token_ids) for r in rollouts]
+    n_tokens, n_sequences, n_all = (int(x) for x in dist.sum([sum(lengths), sum(n > 0 for n in lengths),
+                                                              len(lengths)]))
+    sums = dict.fromkeys(SUMS, 0.0)
     loss_total, teacher_s = 0.0, 0.0
     rewards = []
     for start in range(0, len(rollouts), settings.micro_batch_size):
@@ -209,7 +212,9 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         teacher_s += time.perf_counter() - tt
         h_s = s_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
         h_s = h_s.reshape(-1, h_s.shape[-1])[flat]
-        out = opd_loss(h_s, s_head, h_t, t_head, targets, objective, n_tokens, settings.chunk_size)
+        weight = position_weights([len(r.token_ids) for r in mb], objective.loss_agg_mode, n_tokens, n_sequences,
+                                  n_all, settings.max_new_tokens)
+        out = opd_loss(h_s, s_head, h_t, t_head, targets, objective, weight, settings.chunk_size)
         updater.backward(out.loss)
         loss_total += out.loss.item()
         for k, v in out.metric_sums.items():
@@ -227,10 +232,7 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
                        sum(r.finish_reason == "length" for r in rollouts), sum(good), len(good), sum(bad), len(bad)])
     loss_total, sums = totals[0], dict(zip(keys, totals[1:1 + len(keys)]))
     n_correct, n_rollouts, n_truncated, good_sum, n_good, bad_sum, n_bad = totals[1 + len(keys):]
-    positions = max(1, n_tokens)
-    record = {"step": step, "loss": loss_total}
-    record.update({k: sums[k] / positions for k in METRICS if k != "overlap_token_advantage"})
-    record["overlap_token_advantage"] = sums["overlap_token_advantage"] / max(1.0, sums["overlap_positions"])
+    record = {"step": step, "loss": loss_total, **metric_means(sums)}
     record.update({
         "accuracy": n_correct / n_rollouts,
         "rollout_reward_correct": good_sum / n_good if n_good else None,

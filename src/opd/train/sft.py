@@ -91,7 +91,7 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
                 logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE,
-                    reduction="sum") / n_tokens
+                    reduction="sum") / max(1, n_tokens)
                 updater.backward(loss)
                 loss_total += loss.item()
             (loss_total,) = dist.sum([loss_total])
