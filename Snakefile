@@ -8,8 +8,9 @@ min_version("9.0")
 
 
 # The toy world is the default; a study given with --configfile replaces it (config files
-# are deep-merged, so loading both would leak toy models into another study).
-if not config:
+# are deep-merged, so loading both would leak toy models into another study). --config
+# key=value alone edits the default study.
+if not workflow.overwrite_configfiles:
 
     configfile: Path(workflow.basedir) / "config/config.yaml"
 

@@ -33,7 +33,8 @@ def main() -> None:
     ap.add_argument("--log-out", required=True, help="copy of the per-step JSONL log")
     ap.add_argument("--teacher-dtype", default="float32")
     ap.add_argument("--student-dtype", default="float32", help="the student's own dtype: vLLM rollouts use it")
-    ap.add_argument("--trust-remote-code", action="store_true")
+    ap.add_argument("--trust-remote-code", action="store_true", help="the student's own remote code")
+    ap.add_argument("--teacher-trust-remote-code", action="store_true", help="the teacher's own remote code")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -49,6 +50,7 @@ def main() -> None:
         template=args.template, chat=not args.no_chat, grading=json.loads(args.grading),
         device=args.device, teacher_dtype=args.teacher_dtype,
         student_dtype=args.student_dtype, trust_remote_code=args.trust_remote_code,
+        teacher_trust_remote_code=args.teacher_trust_remote_code,
     )
     export(student, tok, run, args.out, args.log_out)
     if run.dist.main:

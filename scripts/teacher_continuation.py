@@ -31,7 +31,8 @@ def main() -> None:
     ap.add_argument("--no-chat", action="store_true")
     ap.add_argument("--grading", default="{}")
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--trust-remote-code", action="store_true")
+    ap.add_argument("--trust-remote-code", action="store_true", help="the student's own remote code")
+    ap.add_argument("--teacher-trust-remote-code", action="store_true", help="the teacher's own remote code")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1)
@@ -41,13 +42,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     s = json.loads(args.settings)
     (student_name, student_path), (teacher_name, teacher_path) = (x.split("=", 1) for x in (args.student, args.teacher))
-    trust = args.trust_remote_code
-    tok = load_tokenizer(student_path, trust)
-    if not same_tokenizer(tok, load_tokenizer(teacher_path, trust)):
+    tok = load_tokenizer(student_path, args.trust_remote_code)
+    if not same_tokenizer(tok, load_tokenizer(teacher_path, args.teacher_trust_remote_code)):
         raise SystemExit(f"{teacher_name} and {student_name} have different tokenizers: the teacher cannot "
                          "continue the student's tokens")
     backends = [make_backend("hf", load_model(p, args.dtype, args.device, trust), tok, batch_size=args.batch_size,
-                             progress=False) for p in (student_path, teacher_path)]
+                             progress=False)
+                for p, trust in ((student_path, args.trust_remote_code), (teacher_path, args.teacher_trust_remote_code))]
     problems = read_problems(args.benchmark)[: s["num_problems"]]
     sampling = SamplingParams(s["n"], s["temperature"], s["top_p"], s["max_new_tokens"], s["seed"])
     with Grader(**json.loads(args.grading)) as grader:

@@ -4,7 +4,15 @@ import json
 import pytest
 import yaml
 
-from opd.config import ConfigError, base_eval_pairs, load_schema, resources_for, sampling_for, validate_config
+from opd.config import (
+    ConfigError,
+    base_eval_pairs,
+    check_config_files,
+    load_schema,
+    resources_for,
+    sampling_for,
+    validate_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +55,8 @@ def test_experiment_defaults_are_the_papers(schema):
                            "experiments": {"e": {"student": "s", "teacher": "t", "prompts": "dapo"}}}, schema)
     e = cfg["experiments"]["e"]
     assert e["objective"] == {"kind": "topk", "k": 16, "topk_set": "student", "weights": "student_p", "clip": 0.2,
-                              "dual_clip": 3.0, "teacher_temperature": 1.0, "metrics_k": 16}
+                              "dual_clip": 3.0, "teacher_temperature": 1.0, "metrics_k": 16,
+                              "loss_agg_mode": "token-mean"}
     t = e["train"]
     assert (t["n"], t["temperature"], t["top_p"], t["prompts_per_step"], t["max_new_tokens"], t["lr"],
             t["grad_clip"], t["eval_every"]) == (4, 1.0, 1.0, 64, 7168, 1e-6, 1.0, 20)
@@ -106,6 +115,27 @@ def test_paper_defaults_for_sampling(schema):
      "config.probes.student_teachers.teachers.0: no model named 'nobody'"),
     (lambda c: c["resources"].update(rules={"eval_model": {"nodes": 2}}),
      "config.resources.rules.eval_model.nodes: only opd_train, sft can span several nodes"),
+    # careless input that used to pass the check and fail (or mislead) later
+    (lambda c: c["experiments"]["opd_new_skill"]["train"].update(lr=float("inf")),
+     "config.experiments.opd_new_skill.train.lr: inf is not a finite number"),
+    (lambda c: c["sft"]["student_coldstart"]["train"].update(lr=float("nan")),
+     "config.sft.student_coldstart.train.lr: nan is not a finite number"),
+    (lambda c: c["experiments"]["opd_new_skill"]["train"].update(deepspeed="zero7"),
+     "config.experiments.opd_new_skill.train.deepspeed: 'zero7' is neither a built-in DeepSpeed config (zero1, zero2)"),
+    (lambda c: c["benchmarks"]["shared"]["toy"].update(count=10_000, max_digits=1, min_digits=1),
+     "config.benchmarks.shared.toy.count: 10000 distinct problems asked for, but these digits allow only 49"),  # max_digit 6
+    (lambda c: c["prompt_sets"]["opd_prompts"]["toy"].update(max_digit=6, require_digit_above=6),
+     "config.prompt_sets.opd_prompts.toy.count"),
+    (lambda c: c["prompt_sets"].update(shared=c["prompt_sets"]["opd_prompts"]),
+     "config.prompt_sets.shared: the name is also used in config.benchmarks"),
+    (lambda c: c["sweeps"].update(opd_new_skill=c["sweeps"]["objective"]),
+     "config.sweeps.opd_new_skill: the name is also used in config.experiments"),
+    (lambda c: c["sweeps"]["objective"].update(grid={"objective.k": [4, 4]}),
+     "config.sweeps.objective.grid: {'objective.k': 4} and {'objective.k': 4} both make the point 'objective.k-4'"),
+    (lambda c: c["sweeps"]["objective"].update(grid={"objective.teacher_temperature": [0.5, "0.5"]}),
+     "both make the point 'objective.teacher_temperature-0.5'"),
+    (lambda c: c["sweeps"]["objective"].update(grid={"objective.k": [4]}, points={"k-4": {"objective.k": 8}}),
+     "config.sweeps.objective.points.k-4: the grid's point {'objective.k': 4} has this name too"),
 ])
 def test_errors_are_one_line_and_name_the_key(toy, schema, edit, message):
     cfg = copy.deepcopy(toy)
@@ -144,3 +174,20 @@ def test_sweep_points_become_experiments(toy, schema):
         assert point["train"] == base["train"] and point["teacher"] == base["teacher"]
     assert cfg["experiments"]["k.kind-topk_k-4"]["objective"] == {**base["objective"], "kind": "topk", "k": 4}
     assert cfg["experiments"]["k.sampled"]["objective"]["kind"] == "sampled"
+
+
+def test_a_key_written_twice_in_a_config_file_is_refused(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("sweeps:\n  s:\n    points:\n      a: {objective.k: 4}\n      a: {objective.k: 8}\n")
+    with pytest.raises(ConfigError, match=r"study.yaml line 5: key 'a' is given twice \(first on line 4\)"):
+        check_config_files([path])
+
+
+def test_two_config_files_with_a_study_each_are_refused_but_a_settings_file_is_not(tmp_path, root):
+    site = tmp_path / "site.yaml"
+    site.write_text("resources:\n  default: {cpus: 4}\n")
+    check_config_files([root / "config/paper.yaml", site])  # a study plus site settings
+    with pytest.raises(ConfigError, match="several config files define a study.*config.yaml defines models"):
+        check_config_files([root / "config/paper.yaml", root / "config/config.yaml"])
+    for name in ("config.yaml", "paper.yaml", "rehearsal.yaml"):  # anchors and merge keys are not duplicates
+        check_config_files([root / "config" / name])

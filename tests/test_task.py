@@ -3,7 +3,16 @@ import re
 
 import pytest
 
-from opd.toy.task import FORMATS, Problem, columns, sample_problem, sample_problems, solution
+from opd.toy.task import (
+    FORMATS,
+    Problem,
+    columns,
+    distinct_questions,
+    has_digit_above,
+    sample_problem,
+    sample_problems,
+    solution,
+)
 
 
 def test_columns_reconstruct_the_sum():
@@ -53,8 +62,9 @@ def test_exclusion_and_impossible_requests():
     first = sample_problems(0, 30, 1, 2)
     rest = sample_problems(0, 30, 1, 2, exclude={p.question for p in first})
     assert not {p.question for p in first} & {p.question for p in rest}
-    with pytest.raises(ValueError, match="would repeat"):
-        sample_problems(0, 60, 1, 1)
+    assert len({p.question for p in sample_problems(0, 100, 1, 1)}) == 100  # every 1-digit question
+    with pytest.raises(ValueError, match="only 100"):
+        sample_problems(0, 101, 1, 1)
     with pytest.raises(ValueError):
         sample_problem(random.Random(0), 3, 2)
 
@@ -68,3 +78,15 @@ def test_digit_alphabet_and_required_digits():
         sample_problems(0, 5, 1, 2, max_digit=6, require_digit_above=6)
     with pytest.raises(ValueError, match="max_digit"):
         sample_problem(random.Random(0), 1, 2, max_digit=0)
+
+
+@pytest.mark.parametrize("args", [(1, 1, 9, None), (1, 2, 3, None), (2, 3, 2, None), (1, 2, 9, 6), (2, 2, 4, 1),
+                                  (1, 3, 2, 0)])
+def test_distinct_questions_counts_what_the_sampler_can_draw(args):
+    """Against enumeration of every operand pair the sampler's rules allow."""
+    lo, hi, top, above = args
+    numbers = [n for n in range(10 ** hi) if all(int(c) <= top for c in str(n))]
+    pairs = {(a, b) for a in numbers for b in numbers
+             if lo <= max(len(str(a)), len(str(b))) <= hi
+             and (above is None or has_digit_above(Problem(a, b), above))}
+    assert distinct_questions(*args) == len(pairs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 
@@ -20,9 +21,14 @@ class ConfigError(ValueError):
     pass
 
 
+from .launch import DEEPSPEED_CONFIGS, deepspeed_path
+from .toy.task import distinct_questions
+
 MULTI_NODE_RULES = ("opd_train", "sft")  # the rules whose scripts run one process per GPU
 # lengths of opd.qwen_tokenizers' flavours (kept here: the DAG is built without transformers)
 TOKENIZER_SIZES = {"qwen3": 151669, "r1_distill": 151665}
+# the study's own entries: a second config file that defines any of them is a second study
+STUDY_KEYS = ("models", "benchmarks", "prompt_sets", "sft", "experiments", "sweeps")
 
 
 def _with_defaults(cls):
@@ -82,9 +88,72 @@ def validate_config(config: dict, schema: dict, rule_names: tuple[str, ...] = ()
     except ConfigError as e:
         point = next((p for p in origin if str(e).startswith(f"config.experiments.{p}.")), None)
         raise ConfigError(f"{e} (a point of config.sweeps.{origin[point]})" if point else str(e)) from None
+    _check_finite(config, [])
     _check_sources(config)
     _check_references(config, rule_names)
+    _check_deepspeed(config)
     return config
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys in a mapping without a word; this refuses."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: keys written beside it override the anchor's, as intended
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{self.name} line {key_node.start_mark.line + 1}: key {key!r} is given twice "
+                                  f"(first on line {seen[key] + 1})")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_config_files(paths) -> None:
+    """Checks of the files themselves, which the merged config cannot show: a key written
+    twice in one mapping, and two files that each define a study (Snakemake deep-merges
+    every --configfile, which would join two studies into one DAG)."""
+    studies = []
+    for path in paths:
+        with open(path) as f:
+            loader = _StrictLoader(f)
+            loader.name = str(path)
+            try:
+                data = loader.get_single_data() or {}
+            finally:
+                loader.dispose()
+        defined = [k for k in STUDY_KEYS if k in data] if isinstance(data, dict) else []
+        if defined:
+            studies.append((str(path), defined))
+    if len(studies) > 1:
+        names = "; ".join(f"{p} defines {', '.join(keys)}" for p, keys in studies)
+        raise ConfigError(f"config: several config files define a study ({names}); give one study per run, and "
+                          "put shared settings (resources, eval) in a file without models, benchmarks, prompt "
+                          "sets or experiments")
+
+
+def _check_finite(value, path) -> None:
+    """YAML's .inf and .nan pass every numeric bound of the schema (nan compares false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{_key(path)}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, [*path, k])
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, [*path, i])
+
+
+def _check_deepspeed(config: dict) -> None:
+    known = ", ".join(sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json")))
+    for kind in ("experiments", "sft"):
+        for name, entry in config[kind].items():
+            ds = entry["train"].get("deepspeed")
+            if ds and not deepspeed_path(ds).is_file():
+                raise ConfigError(f"{_key([kind, name, 'train', 'deepspeed'])}: {ds!r} is neither a built-in "
+                                  f"DeepSpeed config ({known}) nor a file")
 
 
 def _check_schema(config: dict, schema: dict) -> None:
@@ -102,11 +171,23 @@ def point_name(sweep: str, overrides: dict) -> str:
 
 
 def sweep_points(name: str, sweep: dict) -> dict[str, dict]:
-    """{point name: {dotted setting: value}}: the grid's combinations, then the named points."""
+    """{point name: {dotted setting: value}}: the grid's combinations, then the named points.
+    Two points of one name (grid values that read alike, a named point called like a grid
+    point) are an error, not one point silently replacing the other."""
     grid = sweep.get("grid", {})
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
-    points = {point_name(name, c): c for c in combos}
-    points.update({f"{name}.{p}": overrides for p, overrides in sweep.get("points", {}).items()})
+    points: dict[str, dict] = {}
+    for overrides in combos:
+        point = point_name(name, overrides)
+        if point in points:
+            raise ConfigError(f"{_key(['sweeps', name, 'grid'])}: {points[point]} and {overrides} both make the "
+                              f"point {point!r}")
+        points[point] = overrides
+    for p, overrides in sweep.get("points", {}).items():
+        if f"{name}.{p}" in points:
+            raise ConfigError(f"{_key(['sweeps', name, 'points', p])}: the grid's point {points[f'{name}.{p}']} "
+                              f"has this name too")
+        points[f"{name}.{p}"] = overrides
     return points
 
 
@@ -149,7 +230,7 @@ def expand_sweeps(config: dict) -> dict[str, str]:
 
 
 def _check_sources(config: dict) -> None:
-    for kind in ("models", "benchmarks"):
+    for kind in ("models", "benchmarks", "prompt_sets"):
         sources = ("toy", "tiny", "hub", "path") if kind == "models" else ("toy", "hub", "path")
         for name, entry in config[kind].items():
             given = [k for k in sources if k in entry]
@@ -167,16 +248,23 @@ def _check_sources(config: dict) -> None:
                 raise ConfigError(f"{_key([kind, name, 'toy', 'min_digits'])}: larger than max_digits")
             if toy and kind == "models" and toy["hidden"] % toy["heads"]:
                 raise ConfigError(f"{_key([kind, name, 'toy', 'hidden'])}: not divisible by heads")
+            if toy and kind != "models":
+                space = distinct_questions(toy["min_digits"], toy["max_digits"], toy["max_digit"],
+                                           toy["require_digit_above"])
+                if toy["count"] > space:
+                    raise ConfigError(f"{_key([kind, name, 'toy', 'count'])}: {toy['count']} distinct problems "
+                                      f"asked for, but these digits allow only {space}")
 
 
 def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
+    # one namespace: a prompt set called like a benchmark would read the benchmark's file
     seen: dict[str, str] = {}
-    for kind in ("models", "sft", "experiments"):
+    for kind in ("models", "sft", "experiments", "benchmarks", "prompt_sets", "sweeps"):
         for name in config[kind]:
             if name in seen:
                 raise ConfigError(f"{_key([kind, name])}: the name is also used in config.{seen[name]}")
             seen[name] = kind
-    models = set(seen)
+    models = {n for n, kind in seen.items() if kind in ("models", "sft", "experiments")}
     data = set(config["benchmarks"]) | set(config["prompt_sets"])
     for name, entry in config["prompt_sets"].items():
         for i, other in enumerate(entry["exclude"]):

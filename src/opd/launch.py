@@ -7,7 +7,16 @@ A cluster admin edits ``resources`` in the config; rules never name partitions o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 RDZV_PORT = 29500
+DEEPSPEED_CONFIGS = Path(__file__).resolve().parents[2] / "config" / "deepspeed"
+
+
+def deepspeed_path(name: str) -> Path:
+    """The DeepSpeed config a training job starts with: ``zero1``/``zero2`` name the built-in
+    ones (config/deepspeed/<name>.json), a path (a slash, or .json) the user's own file."""
+    return DEEPSPEED_CONFIGS / f"{name}.json" if "/" not in name and not name.endswith(".json") else Path(name)
 
 
 def slurm_resources(r: dict, training: bool) -> dict:

@@ -17,7 +17,8 @@ rule probe_teachers:
         settings=lambda wc: as_json({k: config["probes"][wc.probe][k]
                                      for k in ("num_prompts", "n", "temperature", "max_new_tokens", "k", "seed")}),
         template=lambda wc: config["probes"][wc.probe]["prompt_template"] or config["eval"]["prompt_template"],
-        flags=lambda wc: model_flags(config["probes"][wc.probe]["student"]),
+        flags=lambda wc: " ".join([model_flags(config["probes"][wc.probe]["student"]),
+                                   *(trust_flag(t, f"--trusted-teacher {t}") for t in config["probes"][wc.probe]["teachers"])]),
         accuracy=lambda wc: " ".join(f"--accuracy {m}:{b}:{p}" for (m, b), p in probe_accuracy(wc.probe).items()),
         dtype=lambda wc: base_entry(config["probes"][wc.probe]["student"])["dtype"],
     log:
@@ -28,7 +29,7 @@ rule probe_teachers:
     conda:
         "../../envs/rollout.yaml"
     shell:
-        "python {input.script} --student {params.student:q} {params.teachers} --prompts {input.prompts} "
+        "python {input.script:q} --student {params.student:q} {params.teachers} --prompts {input.prompts} "
         "--settings {params.settings:q} --template {params.template:q} {params.flags} {params.accuracy} "
         "--dtype {params.dtype} --threads {threads} --out {output.json} --table {output.table} > {log} 2>&1"
 
@@ -49,7 +50,7 @@ rule rollout_auroc:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python {input.script} {params.logs} --table {output.table} --out {output.json} > {log} 2>&1"
+        "python {input.script:q} {params.logs} --table {output.table} --out {output.json} > {log} 2>&1"
 
 
 rule teacher_continuation:
@@ -71,7 +72,8 @@ rule teacher_continuation:
         settings=lambda wc: as_json({k: v for k, v in config["continuations"][wc.name].items()
                                      if k not in ("student", "teacher", "benchmark")}),
         template=lambda wc: template_for(config, config["continuations"][wc.name]["benchmark"]),
-        flags=lambda wc: model_flags(config["continuations"][wc.name]["student"]),
+        flags=lambda wc: " ".join([model_flags(config["continuations"][wc.name]["student"]),
+                                   trust_flag(config["continuations"][wc.name]["teacher"], "--teacher-trust-remote-code")]),
         dtype=lambda wc: base_entry(config["continuations"][wc.name]["student"])["dtype"],
         grading=as_json(config["eval"]["grading"]),
         batch_size=config["eval"]["batch_size"],
@@ -83,7 +85,7 @@ rule teacher_continuation:
     conda:
         "../../envs/rollout.yaml"
     shell:
-        "python {input.script} --student {params.student:q} --teacher {params.teacher:q} "
+        "python {input.script:q} --student {params.student:q} --teacher {params.teacher:q} "
         "--benchmark {input.benchmark} --settings {params.settings:q} --template {params.template:q} {params.flags} "
         "--grading {params.grading:q} --dtype {params.dtype} --batch-size {params.batch_size} --threads {threads} "
         "--out {output.json} --table {output.table} > {log} 2>&1"

@@ -11,6 +11,7 @@ from opd.config import (  # noqa: E402
     MULTI_NODE_RULES,
     ConfigError,
     base_eval_pairs,
+    check_config_files,
     load_schema,
     resources_for,
     point_experiment,
@@ -50,6 +51,7 @@ RULES_WITH_RESOURCES = (
 BUILTIN_RESOURCES = {"cpus": 1, "mem_mb": 4000, "runtime": 60, "gpus": 0, "nodes": 1, "checkpoint_signal_s": 300}
 
 try:
+    check_config_files(workflow.overwrite_configfiles or [Path(workflow.basedir) / "config/config.yaml"])
     validate_config(
         config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"), RULES_WITH_RESOURCES
     )
@@ -92,10 +94,24 @@ def tokenizer_dir(name):
     return "results/toy/tokenizer" if "toy" in entry else f"results/tokenizers/{entry['tiny']['tokenizer']}"
 
 
+def local_files(path):
+    """A local file, or every file under a local directory, as job inputs. Snakemake compares
+    each input's time stamp, and a directory's changes only when entries come or go: weights
+    overwritten in place would rerun nothing if the directory alone were the input."""
+    root = Path(path)
+    if not root.is_dir():
+        return [path]
+    return sorted(str(f) for f in root.rglob("*")
+                  if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts))
+
+
 def model_files(name):
     """A model as job inputs (none for a hub id), so a changed model reruns what uses it."""
-    if name in config["models"] and "hub" in config["models"][name]:
+    entry = config["models"].get(name, {})
+    if "hub" in entry:
         return []
+    if "path" in entry:
+        return local_files(entry["path"])
     return [model_source(name)]
 
 
@@ -111,18 +127,23 @@ def base_entry(name):
 
 
 def model_flags(name):
+    """The prompt format and remote-code flags of the model a job samples from or trains."""
     entry = base_entry(name)
     flags = []
     if not entry["chat_template"]:
         flags.append("--no-chat")
-    if entry["trust_remote_code"]:
-        flags.append("--trust-remote-code")
-    return " ".join(flags)
+    return " ".join([*flags, trust_flag(name)])
+
+
+def trust_flag(name, option="--trust-remote-code"):
+    """``option`` only if this model's own entry allows its remote code: a teacher never
+    inherits its student's trust."""
+    return option if base_entry(name)["trust_remote_code"] else ""
 
 
 def local_data(entry):
-    """A benchmark's or prompt set's local file or directory as a job input (none for the hub)."""
-    return [entry["path"]] if "path" in entry else []
+    """A benchmark's or prompt set's local files as job inputs (none for the hub)."""
+    return local_files(entry["path"]) if "path" in entry else []
 
 
 def problem_file(name):

@@ -11,7 +11,7 @@ rule build_toy_tokenizer:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {input.script} --out {output} > {log} 2>&1"
+        "python {input.script:q} --out {output} > {log} 2>&1"
 
 
 rule prepare_benchmark:
@@ -30,7 +30,7 @@ rule prepare_benchmark:
     conda:
         "../../envs/rollout.yaml"
     shell:
-        "python {input.script} --name {wildcards.benchmark:q} --spec {params.spec:q} "
+        "python {input.script:q} --name {wildcards.benchmark:q} --spec {params.spec:q} "
         "--out {output} > {log} 2>&1"
 
 
@@ -55,6 +55,6 @@ rule prepare_prompts:
     conda:
         "../../envs/rollout.yaml"
     shell:
-        "python {input.script} --name {wildcards.prompt_set:q} --spec {params.spec:q} {params.exclude} "
+        "python {input.script:q} --name {wildcards.prompt_set:q} --spec {params.spec:q} {params.exclude} "
         "--dedup {params.dedup:q} "
         "--out {output.prompts} --report {output.report} > {log} 2>&1"

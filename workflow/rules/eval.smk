@@ -28,7 +28,7 @@ rule eval_model:
     conda:
         "../../envs/rollout.yaml"
     shell:
-        "python {input.script} --model {params.model:q} --benchmark {input.benchmark} "
+        "python {input.script:q} --model {params.model:q} --benchmark {input.benchmark} "
         "--sampling {params.sampling:q} --template {params.template:q} {params.model_flags} "
         "--dtype {params.dtype} --backend {params.backend} {params.vllm} --batch-size {params.batch_size} "
         "--grading {params.grading:q} --threads {threads} "

@@ -19,7 +19,7 @@ rule prepare_model:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {input.script} --tokenizer {input.tokenizer} --{params.kind} {params.recipe:q} "
+        "python {input.script:q} --tokenizer {input.tokenizer} --{params.kind} {params.recipe:q} "
         "--out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -39,4 +39,4 @@ rule build_qwen_tokenizer:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {input.script} --flavour {wildcards.flavour} --out {output} > {log} 2>&1"
+        "python {input.script:q} --flavour {wildcards.flavour} --out {output} > {log} 2>&1"

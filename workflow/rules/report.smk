@@ -22,7 +22,7 @@ rule tables:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python {input.script} {params.evals} {params.base} --experiments {params.experiments:q} "
+        "python {input.script:q} {params.evals} {params.base} --experiments {params.experiments:q} "
         "--table {output.table} --experiments-table {output.experiments} --summary {output.summary} "
         "{params.sections} --section-dir results/tables {params.attach} > {log} 2>&1"
 
@@ -45,4 +45,4 @@ rule figure:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python {input.script} {params.logs} --title {wildcards.group} --out {output} > {log} 2>&1"
+        "python {input.script:q} {params.logs} --title {wildcards.group} --out {output} > {log} 2>&1"

@@ -26,7 +26,7 @@ rule sweep_point:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python {input.script} point --experiment {params.experiment} --spec {params.spec:q} {params.evals} "
+        "python {input.script:q} point --experiment {params.experiment} --spec {params.spec:q} {params.evals} "
         "--log {input.log} --out {output} > {log} 2>&1"
 
 
@@ -50,7 +50,7 @@ rule sweep_table:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python {input.script} table --sweep {wildcards.sweep} --base {params.base} {params.points} "
+        "python {input.script:q} table --sweep {wildcards.sweep} --base {params.base} {params.points} "
         "--markdown {output.markdown} --latex {output.latex} --json {output.json} > {log} 2>&1"
 
 

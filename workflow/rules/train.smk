@@ -17,6 +17,8 @@ rule opd_train:
         teacher_dtype=lambda wc: base_entry(config["experiments"][wc.experiment]["teacher"])["dtype"],
         student_dtype=lambda wc: base_entry(config["experiments"][wc.experiment]["student"])["dtype"],
         flags=lambda wc: model_flags(config["experiments"][wc.experiment]["student"]),
+        teacher_flags=lambda wc: trust_flag(config["experiments"][wc.experiment]["teacher"],
+                                            "--teacher-trust-remote-code"),
         benchmarks=lambda wc: " ".join(
             f"--benchmark {b}={problem_file(b)}" for b in experiment_benchmarks(wc.experiment)
         ),
@@ -34,8 +36,8 @@ rule opd_train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "{params.launch} {input.script} --student {params.student:q} --teacher {params.teacher:q} "
-        "--teacher-dtype {params.teacher_dtype} --student-dtype {params.student_dtype} {params.flags} --prompts {input.prompts} {params.benchmarks} "
+        "{params.launch} {input.script:q} --student {params.student:q} --teacher {params.teacher:q} "
+        "--teacher-dtype {params.teacher_dtype} --student-dtype {params.student_dtype} {params.flags} {params.teacher_flags} --prompts {input.prompts} {params.benchmarks} "
         "--settings {params.settings:q} --objective {params.objective:q} --template {params.template:q} "
         "--grading {params.grading:q} --run-dir {params.run_dir} --out {output.model} "
         "--log-out {output.log} --threads {threads} > {log} 2>&1"
@@ -70,7 +72,7 @@ rule teacher_rollouts:
     conda:
         "../../envs/rollout.yaml"
     shell:
-        "python {input.script} --teacher {params.teacher:q} {params.flags} --dtype {params.dtype} "
+        "python {input.script:q} --teacher {params.teacher:q} {params.flags} --dtype {params.dtype} "
         "--prompts {input.prompts} --sampling {params.sampling:q} --filter {params.filter:q} "
         "--template {params.template:q} --batch-size {params.batch_size} --backend {params.backend} {params.vllm} "
         "--threads {threads} --out {output.rollouts} --report {output.report} > {log} 2>&1"
@@ -102,6 +104,6 @@ rule sft:
     conda:
         "../../envs/train.yaml"
     shell:
-        "{params.launch} {input.script} --model {params.student:q} {params.flags} --data {input.data} "
+        "{params.launch} {input.script:q} --model {params.student:q} {params.flags} --data {input.data} "
         "--settings {params.settings:q} --template {params.template:q} --run-dir {params.run_dir} "
         "--out {output.model} --log-out {output.log} --threads {threads} > {log} 2>&1"

@@ -89,15 +89,37 @@ def has_digit_above(p: Problem, digit: int) -> bool:
     return any(int(c) > digit for c in f"{p.a}{p.b}")
 
 
+def _numbers(digits: int, max_digit: int) -> int:
+    """How many numbers have exactly this many digits, each in 0..max_digit (0 has one)."""
+    return max_digit + 1 if digits == 1 else max_digit * (max_digit + 1) ** (digits - 1)
+
+
+def distinct_questions(min_digits: int, max_digits: int, max_digit: int = 9,
+                       require_digit_above: int | None = None) -> int:
+    """The number of distinct questions :func:`sample_problem` can draw: ordered operand
+    pairs whose longer operand has min..max digits (with a digit above
+    ``require_digit_above``, if given)."""
+    def pairs(top: int) -> int:
+        return sum(_numbers(n, top) ** 2 + 2 * _numbers(n, top) * sum(_numbers(m, top) for m in range(1, n))
+                   for n in range(min_digits, max_digits + 1))
+
+    if require_digit_above is None:
+        return pairs(max_digit)
+    if require_digit_above >= max_digit:
+        return 0
+    return pairs(max_digit) - pairs(require_digit_above)
+
+
 def sample_problems(seed: int, count: int, min_digits: int, max_digits: int, max_digit: int = 9,
                     require_digit_above: int | None = None, exclude: set[str] = frozenset()) -> list[Problem]:
     """``count`` distinct problems, none of whose questions is in ``exclude``; with
     ``require_digit_above``, each has an operand digit above that value."""
-    space = ((max_digit + 1) ** max_digits) ** 2  # a loose upper bound on distinct questions
-    if count > space // 2:
-        raise ValueError(f"{count} problems of {min_digits}-{max_digits} digits would repeat")
     if require_digit_above is not None and require_digit_above >= max_digit:
         raise ValueError(f"no digit above {require_digit_above} when max_digit is {max_digit}")
+    space = distinct_questions(min_digits, max_digits, max_digit, require_digit_above)
+    if count > space:
+        raise ValueError(f"{count} distinct problems of {min_digits}-{max_digits} digits asked for, but there are "
+                         f"only {space}")
     rng = random.Random(seed)
     seen, out = set(exclude), []
     for _ in range(1000 * count):
@@ -108,4 +130,5 @@ def sample_problems(seed: int, count: int, min_digits: int, max_digits: int, max
         out.append(p)
         if len(out) == count:
             return out
-    raise ValueError(f"could not draw {count} distinct problems with these constraints")
+    raise ValueError(f"could not draw {count} distinct problems outside the {len(exclude)} excluded ones "
+                     f"({space} exist)")

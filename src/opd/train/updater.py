@@ -20,14 +20,13 @@ from pathlib import Path
 import torch
 
 from ..distributed import Dist, export_single_process_env
-
-DEEPSPEED_CONFIGS = Path(__file__).resolve().parents[3] / "config" / "deepspeed"
+from ..launch import DEEPSPEED_CONFIGS, deepspeed_path
 
 
 def deepspeed_config(name: str, grad_clip: float) -> dict:
     """``zero1``/``zero2`` (config/deepspeed/<name>.json) or a JSON file, with the fields
     this loop owns filled in."""
-    path = DEEPSPEED_CONFIGS / f"{name}.json" if "/" not in name and not name.endswith(".json") else Path(name)
+    path = deepspeed_path(name)
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json")))
         raise FileNotFoundError(f"DeepSpeed config {name!r}: no file {path} (built in: {known})")
