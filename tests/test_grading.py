@@ -71,3 +71,46 @@ def test_megabyte_answer_is_graded_within_the_time_limit():
 def test_missing_answer(grader):
     g = grader.grade("I think it is 4", "4")
     assert (g.correct, g.status) == (False, "no_answer")
+
+
+def scan_from_each_box(text):
+    """The reference: from the last ``\\boxed{`` backwards, scan forward until its braces balance."""
+    start = text.rfind("\\boxed{")
+    while start != -1:
+        depth = 1
+        for i in range(start + len("\\boxed{"), len(text)):
+            depth += (text[i] == "{") - (text[i] == "}")
+            if depth == 0:
+                return text[start + len("\\boxed{"): i].strip()
+        start = text.rfind("\\boxed{", 0, start)
+    return None
+
+
+def test_extract_boxed_equals_the_scan_from_each_box_on_random_text():
+    import random
+    rng = random.Random(0)
+    pieces = ["\\boxed{", "{", "}", "1", " ", "\\frac", "x"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        assert extract_boxed(text) == scan_from_each_box(text), text
+
+
+def test_degenerate_open_boxes_are_graded_inside_the_time_limit():
+    """16,000 unclosed ``\\boxed{`` (112 KB, a model stuck in a loop): one linear pass."""
+    with Grader(timeout_s=1) as g:
+        assert g.grade("\\boxed{" * 16_000, "1").status == "no_answer"
+        assert g.grade("\\boxed{" * 16_000 + "7}", "7").correct
+
+
+def test_timeout_out_of_range_is_refused_and_close_is_safe_when_the_worker_never_started(monkeypatch):
+    with pytest.raises(ValueError, match="timeout_s"):
+        Grader(timeout_s=1e9)
+    g = Grader(timeout_s=1)
+
+    def fail(self):
+        raise OSError("cannot start a process")
+    monkeypatch.setattr(g._ctx.Process, "start", fail)
+    with pytest.raises(OSError):
+        g.grade("\\boxed{\\frac{1}{2}}", "0.5")
+    g.close()  # neither AttributeError nor a hang
+    g.close()

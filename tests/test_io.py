@@ -40,6 +40,9 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
     write_jsonl(path, [{"id": "a", "problem": "p", "answer": "1"}, {"id": "a", "problem": "q", "answer": "2"}])
     with pytest.raises(DataError, match=r"bench\.jsonl:2: duplicate id 'a'"):
         read_problems(path)
+    path.write_bytes(b'{"id": "a", "problem": "1+1", "answer": "2"}\n{"id": "b", "problem": "caf\xe9", "answer": "1"}\n')
+    with pytest.raises(DataError, match=r"bench\.jsonl:2: not UTF-8 \(byte 0xe9 at column 28\)"):
+        read_problems(path)
 
 
 def test_outputs_get_ordinary_permissions(tmp_path):

@@ -30,3 +30,13 @@ def test_missing_model_fails_clearly(tmp_path, monkeypatch):
 def test_toy_config_rejects_bad_heads(tokenizer):
     with pytest.raises(ValueError, match="not divisible"):
         toy_config(tokenizer, layers=1, hidden=30, heads=4)
+
+
+def test_corrupted_weights_name_the_file(tiny_model_dir, tmp_path):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a download cut short
+    with pytest.raises(OSError, match=r"unreadable weights in .*broken/model\.safetensors"):
+        load_model(broken)

@@ -122,3 +122,17 @@ def test_sft_resumes_to_identical_weights(tmp_path, tiny_model_dir):
     assert interrupt_after_checkpoint(cmd, work / "run", signal.SIGKILL) == -signal.SIGKILL
     run(cmd)
     assert_same(weights(work), weights(ref))
+
+
+def test_a_run_killed_before_its_first_checkpoint_logs_step_0_once(tmp_path):
+    """The retry starts over: the validation at step 0 and the steps before the kill are redone."""
+    from opd.train.checkpoint import RunDir
+
+    run = RunDir(tmp_path / "run", {"settings": 1})
+    rows = [{"step": 0, "val": {"b": 0.1}}, {"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.4}]
+    run.log_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run.truncate_log(0)
+    assert run.log_path.read_text() == ""
+    run.log_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run.truncate_log(1)  # resumed from the step-1 checkpoint: step 0 and 1 stay
+    assert [json.loads(ln)["step"] for ln in run.log_path.read_text().splitlines()] == [0, 1]

@@ -51,3 +51,20 @@ def test_logprobs_match_a_plain_forward_pass(tokenizer, tiny_model_dir):
         assert torch.allclose(torch.tensor(r.logprobs), torch.tensor(expected), atol=1e-4)
     again = response_logprobs(model, [ps[0]], [rollouts[0].token_ids], tokenizer.pad_token_id)
     assert torch.allclose(torch.tensor(again[0]), torch.tensor(rollouts[0].logprobs), atol=1e-5)
+
+
+def test_a_prompt_longer_than_the_context_is_refused_by_name_before_any_compute(tokenizer, tiny_model_dir):
+    import pytest
+
+    from opd.evaluation import evaluate
+    from opd.grading import Grader
+
+    model = load_model(tiny_model_dir)
+    backend = make_backend("hf", model, tokenizer)
+    context = model.config.max_position_embeddings
+    problems = [{"id": "ok", "problem": "1+1=", "answer": "2"},
+                {"id": "huge", "problem": "1+" * context + "1=", "answer": "1"}]
+    with Grader() as grader, pytest.raises(ValueError, match=rf"problem 'huge' is \d+ tokens long.*context of {context}"):
+        evaluate(backend, tokenizer, problems, SamplingParams(n=1, max_new_tokens=4), "{problem}", False, grader)
+    with pytest.raises(ValueError, match="prompt 0 is"):
+        backend.generate([[1] * context], SamplingParams(n=1, max_new_tokens=4))

@@ -1,8 +1,11 @@
 """The whole DAG, really run by Snakemake on a tiny toy world in a temporary directory."""
 
 import json
+import re
+import shutil
 
 import pytest
+from safetensors.torch import load_file, save_file
 from workflow_utils import ROOT, job_counts, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e
@@ -153,16 +156,94 @@ def base_only(config: dict) -> dict:
             if k not in ("prompt_sets", "sft", "experiments", "sweeps", "probes", "continuations")}
 
 
-def test_local_model_path_is_loaded_in_place(tmp_path, tiny_model_dir):
+def test_local_model_and_data_in_a_path_with_spaces_are_loaded_in_place_and_tracked(tmp_path, tiny_model_dir):
+    """A clone, a model and a benchmark in directories whose names hold spaces; then weights
+    overwritten in place and a gold answer edited rerun what used them."""
+    clone = tmp_path / "my clone" / "opd"
+    clone.mkdir(parents=True)
+    for part in ("Snakefile", "workflow", "scripts", "src", "config", "envs"):
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, clone / part)
+    model = tmp_path / "my models" / "mirror"
+    shutil.copytree(tiny_model_dir, model)
+    bench = tmp_path / "my data" / "easy.jsonl"
+    bench.parent.mkdir()
+    bench.write_text("".join(json.dumps({"id": f"e{i}", "problem": f"{i}+1=", "answer": str(i + 1)}) + "\n"
+                             for i in range(3)))
     config = base_only(tiny_config())
-    config["models"] = {"mirror": {"path": str(tiny_model_dir)}}
-    config["benchmarks"] = {"easy": config["benchmarks"]["easy"]}
-    cfg = write_config(tmp_path / "config.yaml", config)
-    run = snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1")
+    config["models"] = {"mirror": {"path": str(model)}}
+    config["benchmarks"] = {"easy": {"path": str(bench)}}
+    workdir = tmp_path / "work dir"
+    workdir.mkdir()
+    cfg = write_config(workdir / "config.yaml", config)
+    run = snakemake(workdir, "--configfile", str(cfg), "--cores", "1", snakefile=clone / "Snakefile")
     assert run.returncode == 0, run.stderr[-3000:]
-    metrics = json.loads((tmp_path / "results/eval/mirror/easy.json").read_text())
-    assert metrics["model"] == str(tiny_model_dir)
-    assert not (tmp_path / "results/models").exists()  # nothing copied or trained
+    metrics = json.loads((workdir / "results/eval/mirror/easy.json").read_text())
+    assert metrics["model"] == str(model)
+    assert not (workdir / "results/models").exists()  # nothing copied or trained
+    weights = model / "model.safetensors"
+    tensors = load_file(weights)
+    save_file({k: v * 1.01 for k, v in tensors.items()}, weights, metadata={"format": "pt"})  # overwritten in place
+    dry = snakemake(workdir, "--configfile", str(cfg), "-n", snakefile=clone / "Snakefile")
+    assert job_counts(dry.stdout) == {"eval_model": 1, "tables": 1, "all": 1}, dry.stdout[-2000:]
+    run = snakemake(workdir, "--configfile", str(cfg), "--cores", "1", snakefile=clone / "Snakefile")
+    assert run.returncode == 0, run.stderr[-3000:]
+    bench.write_text(bench.read_text().replace('"answer": "3"', '"answer": "4"'))
+    dry = snakemake(workdir, "--configfile", str(cfg), "-n", snakefile=clone / "Snakefile")
+    assert job_counts(dry.stdout) == {"prepare_benchmark": 1, "eval_model": 1, "tables": 1, "all": 1}, \
+        dry.stdout[-2000:]
+
+
+def shell_commands(output: str, rule: str) -> list[str]:
+    """The shell commands a dry run with --printshellcmds prints for one rule's jobs."""
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", output)
+    return [b.split("Shell command:", 1)[1].split("\n", 1)[0] for b in blocks
+            if re.match(rf"(?:local)?rule {rule}:", b) and "Shell command:" in b]
+
+
+def test_each_model_decides_its_own_remote_code(tmp_path):
+    """A student whose entry trusts remote code never lends that trust to its teachers."""
+    config = tiny_config()
+    config["models"] = {"student": {"hub": "org/student", "trust_remote_code": True},
+                        "teacher": {"hub": "org/teacher"},
+                        "trusted_teacher": {"hub": "org/trusted", "trust_remote_code": True}}
+    config.pop("sft")
+    config.pop("sweeps", None)
+    config["experiments"]["distilled"]["student"] = "student"
+    config["probes"] = {"p": {"student": "student", "teachers": ["teacher", "trusted_teacher"],
+                              "prompts": "opd_p"}}
+    config["continuations"] = {"c": {"student": "student", "teacher": "teacher", "benchmark": "easy",
+                                     "prefix_tokens": [0, 4]}}
+    cfg = write_config(tmp_path / "config.yaml", config)
+    run = snakemake(tmp_path, "--configfile", str(cfg), "-n", "-p")
+    assert run.returncode == 0, run.stderr[-3000:]
+    (opd,) = shell_commands(run.stdout, "opd_train")
+    assert "--trust-remote-code" in opd and "--teacher-trust-remote-code" not in opd
+    (probe,) = shell_commands(run.stdout, "probe_teachers")
+    assert "--trusted-teacher trusted_teacher" in probe and "--trusted-teacher teacher " not in probe
+    (cont,) = shell_commands(run.stdout, "teacher_continuation")
+    assert "--trust-remote-code" in cont and "--teacher-trust-remote-code" not in cont
+    evals = shell_commands(run.stdout, "eval_model")
+    assert all(("--trust-remote-code" in e) == ("org/teacher " not in e) for e in evals)
+
+
+def test_command_line_config_alone_edits_the_default_study(tmp_path):
+    run = snakemake(tmp_path, "-n", "--config", "base_eval={'models': ['student'], 'benchmarks': ['shared']}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "missing key" not in run.stdout + run.stderr
+
+
+def test_two_studies_in_two_config_files_are_refused(tmp_path):
+    run = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config/paper.yaml"), str(ROOT / "config/config.yaml"))
+    assert run.returncode != 0
+    assert "several config files define a study" in run.stdout + run.stderr
+
+
+def test_a_target_naming_no_model_says_so(tmp_path):
+    run = snakemake(tmp_path, "-n", "results/eval/ghost/x.json")
+    assert run.returncode != 0
+    out = run.stdout + run.stderr
+    assert "KeyError" not in out
+    assert "results/eval/ghost/x.json" in out and "No rule to produce" in out
 
 
 def test_missing_local_model_is_reported_before_running(tmp_path):

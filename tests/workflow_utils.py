@@ -20,9 +20,9 @@ def job_env() -> dict:
     return env
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900,
-              env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+def snakemake(workdir: Path, *args: str, timeout: int = 900, env_extra: dict | None = None,
+              snakefile: Path = ROOT / "Snakefile") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
            "--directory", str(workdir), *args]
     env = {**job_env(), **(env_extra or {})}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

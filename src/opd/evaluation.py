@@ -9,6 +9,7 @@ from dataclasses import asdict
 from .data import render_prompt
 from .grading import Grader
 from .progress import progress
+from .rollout import check_prompt_lengths
 from .rollout import SamplingParams
 
 
@@ -56,6 +57,7 @@ def evaluate(backend, tokenizer, problems: list[dict], sampling: SamplingParams,
     start = time.perf_counter()
     prompts = [render_prompt(tokenizer, p["problem"], template, chat) for p in problems]
     prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in prompts]
+    check_prompt_lengths(prompt_ids, getattr(backend, "context_length", None), [p["id"] for p in problems])
     rollouts = backend.generate(prompt_ids, sampling)
     samples = []
     for r in progress(rollouts, desc="grading", unit="answer", disable=not getattr(backend, "progress", False)):

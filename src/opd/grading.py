@@ -11,24 +11,31 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import re
+import time
 from dataclasses import dataclass
 
 STARTUP_TIMEOUT_S = 120.0
+MAX_TIMEOUT_S = 3600.0  # beyond it the pipe's poll overflows; no answer needs an hour
+
+
+_BRACES = re.compile(r"\\boxed\{|[{}]")
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (braces balanced), or None."""
-    start = text.rfind("\\boxed{")
-    while start != -1:
-        i, depth = start + len("\\boxed{"), 1
-        while i < len(text):
-            c = text[i]
-            depth += (c == "{") - (c == "}")
-            if depth == 0:
-                return text[start + len("\\boxed{"): i].strip()
-            i += 1
-        start = text.rfind("\\boxed{", 0, start)  # unbalanced: try an earlier one
-    return None
+    """Content of the last ``\\boxed{...}`` whose braces balance, or None.
+
+    One pass over the braces with a stack of open ones: linear in the text, so a
+    degenerate response (``\\boxed{`` repeated for 30K tokens) costs milliseconds.
+    """
+    stack: list[int | None] = []  # for each open brace: where its boxed content starts, or None
+    best = None
+    for m in _BRACES.finditer(text):
+        if m.group() == "}":
+            if stack and (start := stack.pop()) is not None and (best is None or start > best[0]):
+                best = (start, m.start())
+        else:
+            stack.append(m.end() if m.group() != "{" else None)
+    return None if best is None else text[best[0]:best[1]].strip()
 
 
 _INTEGER = re.compile(r"[+-]?\d{1,100}")
@@ -66,6 +73,8 @@ class Grader:
     """Use as a context manager; ``grade(response, gold)`` returns a :class:`Grade`."""
 
     def __init__(self, timeout_s: float = 5.0, max_answer_chars: int = 1000):
+        if not 0 < timeout_s <= MAX_TIMEOUT_S:
+            raise ValueError(f"grading timeout_s must be in (0, {MAX_TIMEOUT_S:g}], got {timeout_s}")
         self.timeout_s = timeout_s
         self.max_answer_chars = max_answer_chars
         self._ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
@@ -94,23 +103,28 @@ class Grader:
             raise RuntimeError("the grading worker did not start")
 
     def close(self) -> None:
-        if self._proc is not None:
-            try:
-                self._conn.send(None)
-                self._proc.join(timeout=2)
-            except (BrokenPipeError, OSError):
-                pass
-            if self._proc.is_alive():
-                self._proc.kill()
-                self._proc.join()
-            self._proc = None
+        """Stop the worker; safe to call at any point, also when it never started."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.pid is None:  # not started (or start() itself failed)
+            return
+        try:
+            self._conn.send(None)
+            proc.join(timeout=2)
+        except (BrokenPipeError, OSError, AttributeError):
+            pass
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
     def _kill(self) -> None:
-        self._proc.kill()
-        self._proc.join()
-        self._proc = None
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.pid is not None:
+            proc.kill()
+            proc.join()
 
     def grade(self, response: str, gold: str) -> Grade:
+        """The extraction is charged to the same time limit as the check."""
+        t0 = time.monotonic()
         answer = extract_boxed(response)
         if answer is None:
             return Grade(False, "no_answer", None)
@@ -124,7 +138,7 @@ class Grader:
         if self._proc is None or not self._proc.is_alive():
             self._start()
         self._conn.send((gold, answer))
-        if not self._conn.poll(self.timeout_s):
+        if not self._conn.poll(max(0.0, self.timeout_s - (time.monotonic() - t0))):
             self._kill()
             return Grade(False, "timeout", answer[:100])
         try:

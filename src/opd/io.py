@@ -62,8 +62,12 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> list[dict]:
     """Rows of a JSONL file; each must be an object holding the ``required`` keys."""
     required = tuple(required)
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:  # decoded line by line, so a bad byte is reported with its line
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
             if not line.strip():
                 continue
             try:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, Qwen3Config
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -49,10 +50,26 @@ def load_model(source: str | Path, dtype: str = "float32", device: str = "cpu",
     """A causal LM from a hub id or a local directory, in eval mode."""
     if not Path(str(source)).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
         raise FileNotFoundError(f"model {source!r} is not a local directory and the hub is offline")
-    model = AutoModelForCausalLM.from_pretrained(
-        str(source), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
-    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(source), dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
+        )
+    except SafetensorError as e:  # its message names no file: find the ones whose header fails
+        raise OSError(f"model {source}: unreadable weights in {', '.join(unreadable_shards(source)) or source}: "
+                      f"{e}") from e
     return model.to(device).eval()
+
+
+def unreadable_shards(source: str | Path) -> list[str]:
+    """The safetensors files of a local model directory whose header or size is broken."""
+    bad = []
+    for path in sorted(Path(str(source)).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except (SafetensorError, OSError):
+            bad.append(str(path))
+    return bad
 
 
 def save_model(model, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> None:

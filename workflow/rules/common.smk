@@ -62,18 +62,19 @@ BUILT_MODELS = [m for m, entry in config["models"].items() if "toy" in entry or 
 SWEEPS = {name: sweep_points(name, sweep) for name, sweep in config["sweeps"].items()}  # {sweep: {point: overrides}}
 EXPERIMENTS = list(config["experiments"])
 SFT_RUNS = list(config["sft"])
-NAME = "[A-Za-z0-9][A-Za-z0-9_.-]*"
-
-
-wildcard_constraints:
-    model=NAME,
-    benchmark=NAME,
-    prompt_set=NAME,
 
 
 def one_of(names):
     """A wildcard pattern matching exactly these names (or nothing)."""
     return "|".join(map(re.escape, names)) or "(?!x)x"
+
+
+# a target naming no model or benchmark of this study (results/eval/ghost/x.json) matches no
+# rule, and Snakemake says which file it cannot make, instead of a KeyError in an input function
+wildcard_constraints:
+    model=one_of([*config["models"], *SFT_RUNS, *EXPERIMENTS]),
+    benchmark=one_of(config["benchmarks"]),
+    prompt_set=one_of(config["prompt_sets"]),
 
 
 def model_source(name):

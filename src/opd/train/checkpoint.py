@@ -146,11 +146,12 @@ class RunDir:
         return int(state["step"]), json.loads(state["extra"])
 
     def truncate_log(self, step: int) -> None:
-        """Drop log lines of steps after ``step`` (written before a kill, then redone)."""
+        """Drop log lines of steps after ``step`` (written before a kill, then redone). A run
+        that starts over (no checkpoint yet) drops them all: it logs step 0 again."""
         if not self.dist.main or not self.log_path.exists():
             return
         lines = [ln for ln in self.log_path.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
+        kept = [ln for ln in lines if json.loads(ln)["step"] <= step] if step else []
         write_text(self.log_path, "".join(ln + "\n" for ln in kept))
 
 

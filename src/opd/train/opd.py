@@ -25,7 +25,7 @@ from ..evaluation import evaluate
 from ..grading import Grader
 from ..losses import SUMS, Objective, metric_means, opd_loss, position_weights
 from ..models import load_model, load_tokenizer, same_tokenizer
-from ..rollout import SamplingParams, make_backend
+from ..rollout import SamplingParams, check_prompt_lengths, make_backend
 from ..rollout.hf import HFBackend
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
 from .updater import Updater
@@ -143,6 +143,7 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
         backend = HFBackend(student, tok, batch_size=settings.rollout_batch_size, progress=False)
     prompt_ids = [tok(render_prompt(tok, p["problem"], template, chat), add_special_tokens=False)["input_ids"]
                   for p in prompts]
+    check_prompt_lengths(prompt_ids, student.config.max_position_embeddings, [p["id"] for p in prompts])
     eval_sampling = SamplingParams(settings.eval_n, settings.eval_temperature, settings.eval_top_p,
                                    settings.max_new_tokens, settings.seed)
 
