@@ -9,8 +9,7 @@ from dataclasses import asdict
 from .data import render_prompt
 from .grading import Grader
 from .progress import progress
-from .rollout import check_prompt_lengths
-from .rollout import SamplingParams
+from .rollout import SamplingParams, check_prompt_lengths
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
