@@ -53,6 +53,8 @@ def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_m
     # greedy rollouts, so both runs score the same responses
     settings = {"steps": 2, "prompts_per_step": 4, "n": 1, "temperature": 0.0, "max_new_tokens": 8,
                 "lr": 1e-3, "micro_batch_size": 2, "eval_every": 100}
+    # the plain run also checks a sequence-mean aggregation: its means span micro-batches and ranks
+    objective = {"k": 4} if deepspeed else {"k": 4, "loss_agg_mode": "seq-mean-token-mean"}
     logs = {}
     for nproc in (1, 2):
         if nproc == 2 and deepspeed:
@@ -60,7 +62,7 @@ def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_m
         work = tmp_path / f"np{nproc}"
         launch(nproc, "opd_train.py", [
             "--student", str(tiny_model_dir), "--teacher", str(teacher_model_dir), "--prompts", str(prompts),
-            "--settings", json.dumps(settings), "--objective", '{"k": 4}', "--run-dir", str(work / "run"),
+            "--settings", json.dumps(settings), "--objective", json.dumps(objective), "--run-dir", str(work / "run"),
             "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")])
         logs[nproc] = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
     assert_same_update(tiny_model_dir, tmp_path / "np1/model", tmp_path / "np2/model")

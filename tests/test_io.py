@@ -59,3 +59,16 @@ def test_outputs_get_ordinary_permissions(tmp_path):
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_empty_sets_and_missing_answers_are_data_errors(tmp_path):
+    from opd.data import local_problems
+
+    path = tmp_path / "set.jsonl"
+    path.write_text("")
+    with pytest.raises(DataError, match=r"set\.jsonl: no problems"):
+        local_problems(path, "problem", "answer")
+    path.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": "2+2", "answer": null}\n')
+    with pytest.raises(DataError, match=r"set\.jsonl:2: 'answer' holds no answer: None"):
+        local_problems(path, "problem", "answer")
+    assert local_problems(path, "problem", None)[1]["answer"] is None  # a prompt-only set
