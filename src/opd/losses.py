@@ -264,14 +264,17 @@ class _ChunkedOPD(torch.autograd.Function):
         loss = torch.zeros((), dtype=torch.float32, device=h_s.device)
         metrics = torch.zeros(len(SUMS), dtype=torch.float32, device=h_s.device)
         rewards = torch.empty(h_s.shape[0], dtype=torch.float32, device=h_s.device)
+        # the head's matmuls in the hidden states' dtype (bf16 under mixed precision: one cast of
+        # the fp32 master weight, not one per chunk); the gradient is accumulated in fp32
+        w_c = w_s.detach().to(h_s.dtype)
         for start in range(0, h_s.shape[0], chunk_size):
             sl = slice(start, start + chunk_size)
-            z_s = h_s[sl] @ w_s.T
+            z_s = h_s[sl] @ w_c.T
             z_t = h_t[sl] @ w_t.T
             c_loss, g_z, c_metrics, c_reward = chunk_terms(z_s, z_t, tokens[sl], obj, weight[sl])
             g_z = g_z.to(h_s.dtype)
-            grad_h[sl] = g_z @ w_s
-            grad_w += (g_z.T @ h_s[sl]).float()
+            grad_h[sl] = g_z @ w_c
+            grad_w.addmm_(g_z.T.float(), h_s[sl].float())  # in place: no (V x d) temporary per chunk
             loss += c_loss
             metrics += torch.stack([c_metrics[m].to(metrics) for m in SUMS])
             rewards[sl] = c_reward

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..batching import epoch_permutation, pad_pairs, prediction_positions
+from ..batching import epoch_permutation, micro_batches, pad_pairs, prediction_positions
 from ..data import render_prompt
 from ..distributed import Dist
 from ..evaluation import evaluate
@@ -28,7 +28,7 @@ from ..models import load_model, load_tokenizer, same_tokenizer
 from ..rollout import SamplingParams, check_prompt_lengths, make_backend
 from ..rollout.hf import HFBackend
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
-from .updater import Updater
+from .updater import Updater, enable_checkpointing, precision_context
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class OPDSettings:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     micro_batch_size: int = 8
+    max_tokens_per_micro_batch: int | None = None
+    precision: str = "fp32"
+    gradient_checkpointing: bool = False
     rollout_batch_size: int = 64
     chunk_size: int = 64
     rollout_backend: str = "hf"
@@ -122,6 +125,7 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     check_tokenizers(tok, load_tokenizer(teacher_path, teacher_trust_remote_code), student_path, teacher_path)
     student = load_model(student_path, "float32", device, trust_remote_code)  # fp32 master weights
     teacher = load_model(teacher_path, teacher_dtype, device, teacher_trust_remote_code).requires_grad_(False)
+    enable_checkpointing(student, settings.gradient_checkpointing)
     s_trunk, s_head = hidden_and_head(student)
     t_trunk, t_head = hidden_and_head(teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -179,6 +183,42 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     return student, tok, run
 
 
+def accumulate_gradients(prompts: list[list[int]], responses: list[list[int]], settings, objective, s_trunk, s_head,
+                         t_trunk, t_head, updater, pad_id: int, step_counts: tuple[int, int, int]):
+    """Forward and backward over these sequences in micro-batches (``micro_batch_size`` each,
+    or length-grouped under ``max_tokens_per_micro_batch``), the student's forward in the
+    training precision. ``step_counts``: the whole step's tokens, non-empty sequences and
+    sequences over all ranks, which weigh every position. Returns the loss, the metric sums,
+    each sequence's token rewards (in the given order) and the teacher's seconds."""
+    n_tokens, n_sequences, n_all = step_counts
+    sums = dict.fromkeys(SUMS, 0.0)
+    loss_total, teacher_s = 0.0, 0.0
+    rewards: list = [None] * len(responses)
+    dev = s_head.device
+    for mb in micro_batches([len(p) + len(r) for p, r in zip(prompts, responses)], settings.micro_batch_size,
+                            settings.max_tokens_per_micro_batch):
+        ids, mask, flat, targets = (t.to(dev) for t in pack([prompts[i] for i in mb], [responses[i] for i in mb],
+                                                            pad_id))
+        tt = time.perf_counter()
+        with torch.no_grad():
+            h_t = t_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+            h_t = h_t.reshape(-1, h_t.shape[-1])[flat]
+        teacher_s += time.perf_counter() - tt
+        with precision_context(settings.precision, dev):
+            h_s = s_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+        h_s = h_s.reshape(-1, h_s.shape[-1])[flat]
+        weight = position_weights([len(responses[i]) for i in mb], objective.loss_agg_mode, n_tokens, n_sequences,
+                                  n_all, settings.max_new_tokens)
+        out = opd_loss(h_s, s_head, h_t, t_head, targets, objective, weight, settings.chunk_size)
+        updater.backward(out.loss)
+        loss_total += out.loss.item()
+        for k, v in out.metric_sums.items():
+            sums[k] += v
+        for i, r in zip(mb, out.token_reward.split([len(responses[i]) for i in mb])):
+            rewards[i] = r
+    return loss_total, sums, rewards, teacher_s
+
+
 def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head, t_trunk, t_head,
                updater, backend, tok, grader, dist=Dist()) -> dict:
     """One update; with several ranks each samples and scores its share of the prompts and
@@ -197,30 +237,9 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
     lengths = [len(r.token_ids) for r in rollouts]
     n_tokens, n_sequences, n_all = (int(x) for x in dist.sum([sum(lengths), sum(n > 0 for n in lengths),
                                                               len(lengths)]))
-    sums = dict.fromkeys(SUMS, 0.0)
-    loss_total, teacher_s = 0.0, 0.0
-    rewards = []
-    for start in range(0, len(rollouts), settings.micro_batch_size):
-        mb = rollouts[start:start + settings.micro_batch_size]
-        ids, mask, flat, targets = pack([prompt_ids[batch[r.prompt_index]] for r in mb],
-                                        [r.token_ids for r in mb], tok.pad_token_id)
-        dev = s_head.device
-        ids, mask, flat, targets = ids.to(dev), mask.to(dev), flat.to(dev), targets.to(dev)
-        tt = time.perf_counter()
-        with torch.no_grad():
-            h_t = t_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
-            h_t = h_t.reshape(-1, h_t.shape[-1])[flat]
-        teacher_s += time.perf_counter() - tt
-        h_s = s_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
-        h_s = h_s.reshape(-1, h_s.shape[-1])[flat]
-        weight = position_weights([len(r.token_ids) for r in mb], objective.loss_agg_mode, n_tokens, n_sequences,
-                                  n_all, settings.max_new_tokens)
-        out = opd_loss(h_s, s_head, h_t, t_head, targets, objective, weight, settings.chunk_size)
-        updater.backward(out.loss)
-        loss_total += out.loss.item()
-        for k, v in out.metric_sums.items():
-            sums[k] += v
-        rewards.extend(out.token_reward.split([len(r.token_ids) for r in mb]))
+    loss_total, sums, rewards, teacher_s = accumulate_gradients(
+        [prompt_ids[batch[r.prompt_index]] for r in rollouts], [r.token_ids for r in rollouts], settings, objective,
+        s_trunk, s_head, t_trunk, t_head, updater, tok.pad_token_id, (n_tokens, n_sequences, n_all))
     grad_norm = updater.step()
     t2 = time.perf_counter()
     correct = [grader.grade(tok.decode(r.token_ids, skip_special_tokens=True),

@@ -17,10 +17,10 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from .. import distributed
-from ..batching import IGNORE, epoch_permutation, pad_pairs
+from ..batching import IGNORE, epoch_permutation, micro_batches, pad_pairs
 from ..models import load_model, load_tokenizer
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
-from .updater import Updater
+from .updater import Updater, enable_checkpointing, precision_context
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,9 @@ class SFTSettings:
     warmup_ratio: float = 0.05
     batch_size: int = 32
     micro_batch_size: int = 4
+    max_tokens_per_micro_batch: int | None = None
+    precision: str = "fp32"
+    gradient_checkpointing: bool = False
     max_length: int = 14336
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -63,7 +66,8 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
     dist = distributed.init()
     device = dist.device(device)
     tok = load_tokenizer(model_path, trust_remote_code)
-    model = load_model(model_path, "float32", device, trust_remote_code)
+    model = load_model(model_path, "float32", device, trust_remote_code)  # fp32 master weights
+    enable_checkpointing(model, settings.gradient_checkpointing)
     pairs = tokenize_pairs(tok, rows, settings.max_length)
     if len(pairs) < settings.batch_size:
         raise ValueError(f"{len(pairs)} SFT examples are fewer than one batch of {settings.batch_size}")
@@ -84,11 +88,14 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
             batch = [pairs[i] for i in indices]
             n_tokens = int(dist.sum([sum(len(r) for _, r in batch)])[0])
             loss_total = 0.0
-            for i in range(0, len(batch), settings.micro_batch_size):
-                micro = batch[i:i + settings.micro_batch_size]
+            for mb in micro_batches([len(p) + len(r) for p, r in batch], settings.micro_batch_size,
+                                    settings.max_tokens_per_micro_batch):
+                micro = [batch[i] for i in mb]
                 ids, mask, labels = (t.to(device) for t in pad_pairs([p for p, _ in micro], [r for _, r in micro],
                                                                     tok.pad_token_id))
-                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                with precision_context(settings.precision, device):
+                    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+                logits = logits.float()
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE,
                     reduction="sum") / max(1, n_tokens)

@@ -43,6 +43,25 @@ def deepspeed_config(name: str, grad_clip: float) -> dict:
             "managed_gradient_accumulation": False, "gradient_clipping": grad_clip, "steps_per_print": 2**31 - 1}
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def precision_context(precision: str, device):
+    """bf16 mixed precision: the model's matmuls in bf16 under autocast; weights, gradients
+    and optimizer state stay fp32, and the losses take their log-softmax in fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def enable_checkpointing(model, enabled: bool) -> None:
+    """Activation checkpointing: each decoder layer's activations are recomputed in the
+    backward instead of kept (HF's non-reentrant variant; inactive in eval mode, so
+    rollouts from the same model keep their KV cache)."""
+    if enabled:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 class Updater:
     def __init__(self, model, optimizer: torch.optim.Optimizer, grad_clip: float, dist: Dist,
                  deepspeed: str | None = None):
