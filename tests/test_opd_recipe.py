@@ -118,6 +118,7 @@ def test_activation_checkpointing_gives_the_same_gradients(step_case):
 
     loss, grad = student_gradients(*step_case, micro_batch_size=3)
     c_loss, c_grad = student_gradients(*step_case, micro_batch_size=3, gradient_checkpointing=True)
+    assert step_case[0].is_gradient_checkpointing
     assert c_loss == pytest.approx(loss, rel=1e-6)
     torch.testing.assert_close(c_grad, grad, rtol=1e-5, atol=1e-7)
 
