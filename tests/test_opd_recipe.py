@@ -53,7 +53,7 @@ def test_prediction_positions_are_row_major_and_skip_prompts_and_padding():
 def test_token_budget_micro_batches_cover_every_sequence_once_within_the_budget():
     import random
 
-    from opd.batching import micro_batches
+    from opd.batching import micro_batches, split_to
 
     rng = random.Random(0)
     for _ in range(200):
@@ -64,6 +64,9 @@ def test_token_budget_micro_batches_cover_every_sequence_once_within_the_budget(
         for b in batches:
             assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= budget
         assert micro_batches(lengths, 8) == [list(range(len(lengths)))[i:i + 8] for i in range(0, len(lengths), 8)]
+        more = split_to(batches, len(batches) + 3)
+        assert sorted(i for b in more for i in b) == list(range(len(lengths)))
+        assert len(more) == min(len(batches) + 3, len(lengths))
 
 
 def student_gradients(student, teacher, prompts, responses, **settings):

@@ -54,3 +54,17 @@ def micro_batches(lengths: list[int], size: int, max_tokens: int | None = None) 
             current = []
         current.append(i)
     return batches + ([current] if current else [])
+
+
+def split_to(batches: list[list[int]], count: int) -> list[list[int]]:
+    """The micro-batches split (largest first, in halves) until there are ``count`` of them,
+    or every one holds a single sequence. DeepSpeed ZeRO-2 reduces gradients in every
+    backward, so every rank must run as many micro-batches as the others."""
+    batches = [list(b) for b in batches]
+    while len(batches) < count:
+        largest = max(range(len(batches)), key=lambda i: len(batches[i]))
+        b = batches[largest]
+        if len(b) < 2:
+            break
+        batches[largest:largest + 1] = [b[:len(b) // 2], b[len(b) // 2:]]
+    return batches
