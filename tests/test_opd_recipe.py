@@ -103,6 +103,7 @@ def step_case(tiny_model_dir, teacher_model_dir):
     vocab = student.config.vocab_size
     prompts = [[rng.randrange(3, vocab) for _ in range(rng.randint(2, 9))] for _ in range(7)]
     responses = [[rng.randrange(3, vocab) for _ in range(rng.randint(1, 16))] for _ in range(7)]
+    responses[3] = []  # a rollout that stopped at once
     return student, teacher, prompts, responses
 
 

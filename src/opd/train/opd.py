@@ -248,8 +248,9 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
     correct = [grader.grade(tok.decode(r.token_ids, skip_special_tokens=True),
                             prompts[batch[r.prompt_index]]["answer"]).correct for r in rollouts]
     t3 = time.perf_counter()
-    good = [float(r.mean()) for r, c in zip(rewards, correct) if c]
-    bad = [float(r.mean()) for r, c in zip(rewards, correct) if not c]
+    scored = [(float(r.mean()), c, len(r)) for r, c in zip(rewards, correct) if len(r)]  # an empty response has none
+    good = [m for m, c, _ in scored if c]
+    bad = [m for m, c, _ in scored if not c]
     keys = sorted(sums)
     totals = dist.sum([loss_total, *(sums[k] for k in keys), sum(correct), len(rollouts),
                        sum(r.finish_reason == "length" for r in rollouts), sum(good), len(good), sum(bad), len(bad)])
@@ -273,6 +274,6 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         "time_update": t2 - t1 - teacher_s,
         "time_grading": t3 - t2,
         # per rollout: [mean token reward log q - log p, verifier-correct, length], for the AUROC analysis
-        "rollouts": dist.gather([[round(float(r.mean()), 6), int(c), len(r)] for r, c in zip(rewards, correct)]),
+        "rollouts": dist.gather([[round(m, 6), int(c), n] for m, c, n in scored]),
     })
     return record
