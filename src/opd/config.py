@@ -16,13 +16,13 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .launch import builtin_deepspeed_configs, deepspeed_path
+from .toy.task import distinct_questions
+
 
 class ConfigError(ValueError):
     pass
 
-
-from .launch import DEEPSPEED_CONFIGS, deepspeed_path
-from .toy.task import distinct_questions
 
 MULTI_NODE_RULES = ("opd_train", "sft")  # the rules whose scripts run one process per GPU
 # lengths of opd.qwen_tokenizers' flavours (kept here: the DAG is built without transformers)
@@ -147,13 +147,12 @@ def _check_finite(value, path) -> None:
 
 
 def _check_deepspeed(config: dict) -> None:
-    known = ", ".join(sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json")))
     for kind in ("experiments", "sft"):
         for name, entry in config[kind].items():
             ds = entry["train"].get("deepspeed")
             if ds and not deepspeed_path(ds).is_file():
                 raise ConfigError(f"{_key([kind, name, 'train', 'deepspeed'])}: {ds!r} is neither a built-in "
-                                  f"DeepSpeed config ({known}) nor a file")
+                                  f"DeepSpeed config ({builtin_deepspeed_configs()}) nor a file")
 
 
 def _check_schema(config: dict, schema: dict) -> None:

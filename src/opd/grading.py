@@ -110,7 +110,7 @@ class Grader:
         try:
             self._conn.send(None)
             proc.join(timeout=2)
-        except (BrokenPipeError, OSError, AttributeError):
+        except (BrokenPipeError, OSError):
             pass
         if proc.is_alive():
             proc.kill()

@@ -19,6 +19,11 @@ def deepspeed_path(name: str) -> Path:
     return DEEPSPEED_CONFIGS / f"{name}.json" if "/" not in name and not name.endswith(".json") else Path(name)
 
 
+def builtin_deepspeed_configs() -> str:
+    """The built-in DeepSpeed config names, for error messages."""
+    return ", ".join(sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json")))
+
+
 def slurm_resources(r: dict, training: bool) -> dict:
     """Snakemake resources for one rule from its merged config resources ``r``.
 

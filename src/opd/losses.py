@@ -148,11 +148,11 @@ def token_set(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, obj:
     """S_t as a boolean mask over the vocabulary (k above the vocabulary means all of it)."""
     if obj.kind == "sampled":
         s = torch.zeros_like(logp, dtype=torch.bool).scatter_(-1, tokens[:, None], True)
+    elif obj.topk_set == "student":
+        s = _topk_mask(logp, obj.k)
     else:
-        mp = _topk_mask(logp, obj.k)
-        mq = _topk_mask(logq, obj.k) if obj.topk_set != "student" else None
-        s = {"student": lambda: mp, "teacher": lambda: mq, "intersection": lambda: mp & mq,
-             "union": lambda: mp | mq, "non_overlap": lambda: mp ^ mq}[obj.topk_set]()
+        mp, mq = _topk_mask(logp, obj.k), _topk_mask(logq, obj.k)
+        s = {"teacher": mq, "intersection": mp & mq, "union": mp | mq, "non_overlap": mp ^ mq}[obj.topk_set]
     return s if support is None else s & support
 
 
@@ -198,12 +198,13 @@ def metric_sums(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, ob
     h_q = -(q * logq).sum(-1)
     sampled = tokens[:, None]
     zero = torch.zeros_like(logp)
+    mass_p, mass_q = (p * both).sum(), (q * both).sum()  # one sum, two denominators (METRICS)
     sums = {
         "overlap_ratio": both.sum().float(),
-        "overlap_mass_student": (p * both).sum(),
-        "overlap_mass_teacher": (q * both).sum(),
-        "student_p_sum_intersection": (p * both).sum(),
-        "teacher_p_sum_intersection": (q * both).sum(),
+        "overlap_mass_student": mass_p,
+        "overlap_mass_teacher": mass_q,
+        "student_p_sum_intersection": mass_p,
+        "teacher_p_sum_intersection": mass_q,
         "entropy_student": h_p.sum(),
         "entropy_teacher": h_q.sum(),
         "entropy_gap": (h_q - h_p).abs().sum(),
@@ -331,15 +332,13 @@ def naive_opd_loss(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, o
                    weight: torch.Tensor | float) -> OPDLoss:
     """Full-logits reference: the same objective through ordinary autograd."""
     weight = _weights(weight, z_s.shape[0], z_s.device)
-    logp_raw = z_s.float().log_softmax(-1)
-    logp = logp_raw.clamp_min(LOG_FLOOR)
-    logq = (z_t.detach().float() / obj.teacher_temperature).log_softmax(-1).clamp_min(LOG_FLOOR)
+    logp, logq, support = log_probs(z_s, z_t.detach(), obj.teacher_temperature)  # autograd flows through logp
     adv = None
     if obj.kind == "full":
         per_position = (logp.exp() * (logp - logq)).sum(-1)
     else:
         with torch.no_grad():
-            adv, s = advantage(logp, logq, tokens, obj, logp_raw > -torch.inf)
+            adv, s = advantage(logp, logq, tokens, obj, support)
         ratio = torch.exp(torch.where(s, logp - logp.detach(), 0.0))
         pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - obj.clip, 1 + obj.clip))
         pg = torch.where((adv < 0) & (-adv * obj.dual_clip < pg), -adv * obj.dual_clip, pg)

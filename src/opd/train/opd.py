@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..batching import epoch_permutation, micro_batches, pad_pairs, prediction_positions, split_to
+from ..batching import epoch_permutation, pad_pairs, prediction_positions
 from ..data import render_prompt
 from ..distributed import Dist
 from ..evaluation import evaluate
@@ -195,11 +195,8 @@ def accumulate_gradients(prompts: list[list[int]], responses: list[list[int]], s
     loss_total, teacher_s = 0.0, 0.0
     rewards: list = [None] * len(responses)
     dev = s_head.device
-    batches = micro_batches([len(p) + len(r) for p, r in zip(prompts, responses)], settings.micro_batch_size,
-                            settings.max_tokens_per_micro_batch)
-    if updater.sharded:
-        batches = split_to(batches, max(updater.dist.gather([len(batches)])))
-    for mb in batches:
+    for mb in updater.micro_batches([len(p) + len(r) for p, r in zip(prompts, responses)],
+                                    settings.micro_batch_size, settings.max_tokens_per_micro_batch):
         ids, mask, flat, targets = (t.to(dev) for t in pack([prompts[i] for i in mb], [responses[i] for i in mb],
                                                             pad_id))
         tt = time.perf_counter()

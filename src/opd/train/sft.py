@@ -17,7 +17,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from .. import distributed
-from ..batching import IGNORE, epoch_permutation, micro_batches, pad_pairs, split_to
+from ..batching import IGNORE, epoch_permutation, pad_pairs
 from ..models import load_model, load_tokenizer
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
 from .updater import Updater, enable_checkpointing, precision_context
@@ -88,11 +88,8 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
             batch = [pairs[i] for i in indices]
             n_tokens = int(dist.sum([sum(len(r) for _, r in batch)])[0])
             loss_total = 0.0
-            batches = micro_batches([len(p) + len(r) for p, r in batch], settings.micro_batch_size,
-                                    settings.max_tokens_per_micro_batch)
-            if updater.sharded:  # as many backward calls on every rank
-                batches = split_to(batches, max(dist.gather([len(batches)])))
-            for mb in batches:
+            for mb in updater.micro_batches([len(p) + len(r) for p, r in batch], settings.micro_batch_size,
+                                            settings.max_tokens_per_micro_batch):
                 micro = [batch[i] for i in mb]
                 ids, mask, labels = (t.to(device) for t in pad_pairs([p for p, _ in micro], [r for _, r in micro],
                                                                     tok.pad_token_id))

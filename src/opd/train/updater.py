@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
+from ..batching import micro_batches, split_to
 from ..distributed import Dist, export_single_process_env
-from ..launch import DEEPSPEED_CONFIGS, deepspeed_path
+from ..launch import builtin_deepspeed_configs, deepspeed_path
 
 
 def deepspeed_config(name: str, grad_clip: float) -> dict:
@@ -28,8 +29,7 @@ def deepspeed_config(name: str, grad_clip: float) -> dict:
     this loop owns filled in."""
     path = deepspeed_path(name)
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json")))
-        raise FileNotFoundError(f"DeepSpeed config {name!r}: no file {path} (built in: {known})")
+        raise FileNotFoundError(f"DeepSpeed config {name!r}: no file {path} (built in: {builtin_deepspeed_configs()})")
     cfg = json.loads(path.read_text())
     stage = cfg.get("zero_optimization", {}).get("stage", 0)
     if stage not in (0, 1, 2):
@@ -79,6 +79,14 @@ class Updater:
     def sharded(self) -> bool:
         """Whether each rank holds only part of the optimizer state."""
         return self.engine is not None
+
+    def micro_batches(self, lengths: list[int], size: int, max_tokens: int | None) -> list[list[int]]:
+        """This rank's micro-batches (:func:`opd.batching.micro_batches`). DeepSpeed ZeRO-2
+        reduces gradients in every backward, so there every rank runs as many as the others."""
+        batches = micro_batches(lengths, size, max_tokens)
+        if self.sharded:
+            batches = split_to(batches, max(self.dist.gather([len(batches)])))
+        return batches
 
     def backward(self, loss: torch.Tensor) -> None:
         if self.engine is None:
