@@ -4,6 +4,7 @@ rule eval_model:
         model=model_inputs,
         benchmark="results/data/benchmarks/{benchmark}.jsonl",
         script=script_path("eval_model.py"),
+        plan=memory_checked("eval_model"),
     output:
         metrics="results/eval/{model}/{benchmark}.json",
         samples="results/eval/{model}/{benchmark}.samples.jsonl",

@@ -6,6 +6,7 @@ rule opd_train:
         prompts=lambda wc: problem_file(config["experiments"][wc.experiment]["prompts"]),
         benchmarks=lambda wc: [problem_file(b) for b in experiment_benchmarks(wc.experiment)],
         script=script_path("opd_train.py"),
+        plan=memory_checked("opd_train"),
     output:
         model=directory("results/opd/{experiment}/model"),
         log="results/opd/{experiment}/train_log.jsonl",
@@ -49,6 +50,7 @@ rule teacher_rollouts:
         teacher=lambda wc: model_files(config["sft"][wc.sft]["teacher"]),
         prompts=lambda wc: problem_file(config["sft"][wc.sft]["prompts"]),
         script=script_path("teacher_rollouts.py"),
+        plan=memory_checked("teacher_rollouts"),
     output:
         rollouts="results/sft/{sft}/teacher_rollouts.jsonl",
         report="results/sft/{sft}/filter_report.json",
@@ -84,6 +86,7 @@ rule sft:
         student=lambda wc: model_files(config["sft"][wc.sft]["student"]),
         data="results/sft/{sft}/teacher_rollouts.jsonl",
         script=script_path("sft_train.py"),
+        plan=memory_checked("sft"),
     output:
         model=directory("results/sft/{sft}/model"),
         log="results/sft/{sft}/train_log.jsonl",

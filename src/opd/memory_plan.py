@@ -1,0 +1,267 @@
+"""Peak memory per GPU of a training or sampling job, from the models' ``config.json`` and
+the job's settings, so that a job that cannot fit is refused before it waits in a queue.
+
+The counts follow what the recipes hold (``opd.train``): fp32 master weights, gradients
+and AdamW state (ZeRO-1/2 partition the state, ZeRO-2 the gradients too); the student's
+saved activations per token and layer (every layer's, or only the layers' inputs plus one
+layer's recomputation under activation checkpointing); the chunked OPD loss (one chunk of
+positions x vocabulary, the head's fp32 gradient); the teacher's weights in its dtype; a
+colocated vLLM engine's ``gpu_memory_utilization`` share while it samples. Attention is
+counted as a memory-efficient kernel's (no tokens x tokens scores). Plain Python (no
+torch): the DAG is planned where only Snakemake is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GiB = 2**30
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+PROMPT_TOKENS = 1024  # an OPD sequence's prompt allowance (prompts are not read when the DAG is planned)
+RUNTIME_GIB = 1.0  # CUDA context, NCCL buffers and allocator slack per GPU
+VLLM_ASLEEP_GIB = 1.0  # what a sleeping vLLM engine keeps (CUDA graphs, its allocator's pool)
+OPD_CHUNK_TENSORS = 18  # (chunk x vocabulary) fp32 tensors alive in one chunk of opd_loss (measured: 15-18)
+NLL_CHUNK_TENSORS = 5  # chunked_nll: the logits, their fp32 copy and log-softmax, and two gradients
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A decoder-only transformer's sizes, as ``config.json`` gives them."""
+
+    vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    tied: bool
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    max_positions: int = 32768
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> Shape:
+        cfg = cfg.get("text_config", cfg)
+        heads = cfg["num_attention_heads"]
+        return cls(
+            vocab=cfg["vocab_size"], hidden=cfg["hidden_size"], layers=cfg["num_hidden_layers"], heads=heads,
+            kv_heads=cfg.get("num_key_value_heads") or heads,
+            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+            intermediate=cfg["intermediate_size"],
+            # transformers' default is tied; Qwen2/Qwen3 configs always say
+            tied=cfg.get("tie_word_embeddings", True),
+            qkv_bias=cfg.get("attention_bias", cfg.get("model_type") == "qwen2"),
+            qk_norm=cfg.get("model_type") == "qwen3",
+            max_positions=cfg.get("max_position_embeddings", 32768),
+        )
+
+    @property
+    def parameters(self) -> int:
+        d, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
+        attention = d * q + 2 * d * kv + q * d + (q + 2 * kv if self.qkv_bias else 0)
+        per_layer = attention + 3 * d * self.intermediate + 2 * d + (2 * self.head_dim if self.qk_norm else 0)
+        return self.vocab * d * (1 if self.tied else 2) + self.layers * per_layer + d
+
+    def kv_bytes_per_token(self, dtype_bytes: int) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+
+
+def layer_activation_bytes(s: Shape, tokens: int, act: int) -> int:
+    """What one decoder layer saves for its backward, for ``tokens`` tokens: the fp32
+    residual stream's two RMSNorms (input and normalised), the matmul inputs autocast
+    casts to bf16 (``act`` 2; at fp32 they are the norms' own outputs), Qwen3's q/k norms,
+    the attention kernel's q, k, v (k and v repeated to every head) and output, the output
+    projection's input, and the SwiGLU's gate, up, silu(gate) and product."""
+    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    casts = 5 * act * s.hidden if act < 4 else 0
+    qk_norm = (4 + act) * (q + kv) if s.qk_norm else 0
+    return tokens * (16 * s.hidden + casts + qk_norm + 5 * act * q + 4 * act * s.intermediate)
+
+
+def trunk_activation_bytes(s: Shape, tokens: int, act: int, checkpointing: bool) -> int:
+    """Saved activations of the whole trunk, plus the backward's working set (the gradients
+    of one layer's residual and MLP activations). Checkpointed: every layer's fp32 input
+    and one layer recomputed at a time."""
+    working = tokens * (8 * s.hidden + 2 * act * s.intermediate)
+    final_norm = tokens * 8 * s.hidden
+    if checkpointing:
+        return s.layers * tokens * 4 * s.hidden + layer_activation_bytes(s, tokens, act) + working + final_norm
+    return s.layers * layer_activation_bytes(s, tokens, act) + working + final_norm
+
+
+def inference_bytes(s: Shape, tokens: int, dtype_bytes: int) -> int:
+    """A no-grad forward's largest transient (one layer's MLP and attention tensors) plus
+    its final hidden states."""
+    q = s.heads * s.head_dim
+    return tokens * dtype_bytes * (3 * s.intermediate + 6 * s.hidden + 4 * q)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The peak per GPU of one job and its parts (bytes), and the phase the peak is in."""
+
+    job: str
+    parts: dict
+    peak_phase: str
+    gpu_bytes: float | None = None
+    note: str = ""
+    refusal: str = ""  # why it cannot run even within the GPU's memory
+    phases: dict = field(default_factory=dict)  # a training job's phases, each with its parts
+
+    @property
+    def peak(self) -> float:
+        return sum(self.parts.values())
+
+    def fits(self) -> bool:
+        return not self.refusal and (self.gpu_bytes is None or self.peak <= self.gpu_bytes)
+
+    def line(self) -> str:
+        parts = ", ".join(f"{k} {v / GiB:.1f}" for k, v in self.parts.items() if v >= 0.05 * GiB)
+        of = f" of {self.gpu_bytes / GiB:.0f}" if self.gpu_bytes else ""
+        note = "".join(f"; {t}" for t in (self.note, self.refusal) if t)
+        return f"{self.job}: {self.peak / GiB:.1f}{of} GiB per GPU at {self.peak_phase} ({parts}){note}"
+
+
+def micro_batch_tokens(seq_len: int, micro_batch_size: int, max_tokens: int | None) -> int:
+    """Padded tokens of the largest micro-batch: the budget (a sequence above it runs
+    alone), or ``micro_batch_size`` full-length sequences."""
+    return max(max_tokens, seq_len) if max_tokens else micro_batch_size * seq_len
+
+
+def state_bytes(params: int, world: int, zero_stage: int, bucket_elems: int, bf16_weights: bool = False) -> dict:
+    """Weights, gradients and AdamW state on one rank: fp32 weights and moments, and the
+    optimizer step's foreach temporaries (one state-sized tensor). ZeRO keeps an fp32 copy of
+    its partition besides the moments and ZeRO-2 reduces gradients through buckets; with
+    ``bf16_weights`` (DeepSpeed's bf16) the weights and gradients are bf16 and that fp32 copy
+    is the master."""
+    part = world if zero_stage >= 1 else 1
+    w = 2 if bf16_weights else 4
+    optimizer = 8 * params / part + (4 * params / world if zero_stage >= 1 else 0)
+    grads = w * params / world + 2 * w * bucket_elems if zero_stage >= 2 else w * params
+    return {"weights": w * params, "optimizer": optimizer, "gradients": grads, "step": 4 * params / part}
+
+
+def training_plan(job: str, student: Shape, settings: dict, *, world: int = 1, zero_stage: int = 0,
+                  bucket_elems: int = 0, teacher: Shape | None = None, teacher_dtype: str = "bfloat16",
+                  gpu_bytes: float | None = None, runtime_bytes: float = RUNTIME_GIB * GiB,
+                  prompt_tokens: int = PROMPT_TOKENS, sampling: bool = True) -> Plan:
+    """OPD (with ``teacher``) or SFT. ``settings`` are the job's ``train`` settings (schema
+    defaults filled in). The peak is the larger of sampling (vLLM's share, or HF
+    ``generate``'s KV cache and logits; left out with ``sampling=False``) and the update
+    (gradients, then the teacher's forward or the student's activations and loss)."""
+    act = 2 if settings.get("precision") == "bf16" else 4
+    bf16_weights = act == 2 and bool(settings.get("deepspeed"))
+    checkpointing = settings.get("gradient_checkpointing", False)
+    state = state_bytes(student.parameters, world, zero_stage, bucket_elems, bf16_weights)
+    resident = {"runtime": runtime_bytes, "student weights": state["weights"], "optimizer": state["optimizer"]}
+    d, v = student.hidden, student.vocab
+    if teacher is not None:
+        tb = DTYPE_BYTES[teacher_dtype]
+        resident["teacher weights"] = teacher.parameters * tb
+        seq = prompt_tokens + settings["max_new_tokens"]
+        tokens = micro_batch_tokens(seq, settings["micro_batch_size"], settings.get("max_tokens_per_micro_batch"))
+        positions = tokens * settings["max_new_tokens"] // seq
+        loss = (positions * (4 * d + tb * teacher.hidden)  # the gathered hidden states' gradient; the teacher's
+                + 4 * v * d  # the head's fp32 gradient
+                + settings["chunk_size"] * v * 4 * OPD_CHUNK_TENSORS)
+        teacher_pass = inference_bytes(teacher, tokens, tb) + positions * tb * teacher.hidden
+    else:
+        tokens = micro_batch_tokens(settings["max_length"], settings["micro_batch_size"],
+                                    settings.get("max_tokens_per_micro_batch"))
+        positions = tokens
+        loss = positions * 4 * d + 4 * v * d + settings["chunk_size"] * v * 4 * NLL_CHUNK_TENSORS
+        teacher_pass = 0
+    student_pass = (trunk_activation_bytes(student, tokens, act, checkpointing) + loss
+                    + (2 * student.parameters if act == 2 and not (checkpointing or bf16_weights) else 0))  # autocast's casts
+    asleep = {"vLLM asleep": VLLM_ASLEEP_GIB * GiB} if settings.get("rollout_backend") == "vllm" else {}
+    if student_pass >= teacher_pass:
+        update = {"gradients": state["gradients"], "activations": student_pass - loss, "loss": loss, **asleep}
+    else:
+        update = {"gradients": state["gradients"], "teacher forward": teacher_pass, **asleep}
+    phases = {"update": update, "optimizer step": {"gradients": state["gradients"], "step": state["step"], **asleep}}
+    if teacher is not None and sampling:
+        if settings.get("rollout_backend") == "vllm":
+            phases["sampling"] = {"vLLM": settings["vllm_gpu_memory_utilization"] * gpu_bytes} if gpu_bytes else {}
+        else:  # HF generate on the student: the batch's KV cache and one step's logits
+            batch = settings["rollout_batch_size"] * settings["n"]
+            kv = student.kv_bytes_per_token(2 if bf16_weights else 4)
+            phases["sampling"] = {"KV cache": batch * (prompt_tokens + settings["max_new_tokens"]) * kv,
+                                  "logits": 2 * batch * v * 4}
+    phases = {k: {**resident, **p} for k, p in phases.items()}
+    phase = max(phases, key=lambda k: sum(phases[k].values()))
+    others = ", ".join(f"{k} {sum(p.values()) / GiB:.1f}" for k, p in phases.items() if k != phase)
+    return Plan(job, phases[phase], phase, gpu_bytes, f"other phases: {others}", phases=phases)
+
+
+def sampling_plan(job: str, model: Shape, dtype: str, *, backend: str, batch: int, max_len: int,
+                  tensor_parallel: int = 1, gpu_memory_utilization: float = 0.9,
+                  gpu_bytes: float | None = None, runtime_bytes: float = RUNTIME_GIB * GiB) -> Plan:
+    """Evaluation or teacher rollouts. vLLM takes ``gpu_memory_utilization`` of the GPU
+    (its budget includes the CUDA context) and fills what its weights and activations
+    leave with KV cache, which must hold one full-length sequence; HF ``generate`` holds
+    the batch's KV cache."""
+    b = DTYPE_BYTES[dtype]
+    weights = model.parameters * b / tensor_parallel
+    kv_token = model.kv_bytes_per_token(b) / tensor_parallel
+    if backend != "vllm":
+        return Plan(job, {"runtime": runtime_bytes, "weights": weights, "KV cache": batch * max_len * kv_token,
+                          "logits": 2 * batch * model.vocab * 4}, "sampling", gpu_bytes)
+    context = min(model.max_positions, max_len)
+    parts = {"runtime": runtime_bytes, "weights": weights, "activations": runtime_bytes}
+    kv = gpu_memory_utilization * gpu_bytes - sum(parts.values()) if gpu_bytes else 0
+    if kv < context * kv_token:  # not even one sequence: vLLM refuses to start
+        refusal = f"vLLM's share {gpu_memory_utilization:g} holds no full {context}-token sequence" if gpu_bytes else ""
+        return Plan(job, {**parts, "KV cache of one sequence": context * kv_token}, "sampling", gpu_bytes,
+                    refusal=refusal)
+    return Plan(job, {**parts, "KV cache": kv}, "sampling", gpu_bytes,
+                f"KV cache for {kv / kv_token / 1e6:.2f}M tokens: {kv / kv_token / context:.0f} {context}-token sequences")
+
+
+def hub_cache_config(repo: str, revision: str | None = None) -> Path | None:
+    """``config.json`` of a hub model already in the local Hugging Face cache."""
+    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface"))
+                 / "hub")
+    root = cache / f"models--{repo.replace('/', '--')}"
+    ref = root / "refs" / (revision or "main")
+    snapshot = ref.read_text().strip() if ref.is_file() else (revision or "")
+    path = root / "snapshots" / snapshot / "config.json"
+    return path if snapshot and path.is_file() else None
+
+
+def load_shape(path: Path) -> Shape:
+    try:
+        return Shape.from_config(json.loads(Path(path).read_text()))
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{path}: not a decoder config ({e})") from e
+
+
+def tiny_shape(recipe: dict) -> Shape:
+    """The shape ``opd.tiny`` builds from a ``tiny`` recipe (schema defaults filled in)."""
+    hidden, heads = recipe["hidden"], recipe["heads"]
+    qwen3 = recipe["architecture"] == "qwen3"
+    return Shape(vocab=recipe["vocab_rows"], hidden=hidden, layers=recipe["layers"], heads=heads,
+                 kv_heads=recipe["kv_heads"], head_dim=hidden // heads, intermediate=3 * hidden,
+                 tied=recipe["tie_word_embeddings"], qkv_bias=not qwen3, qk_norm=qwen3,
+                 max_positions=recipe["max_positions"])
+
+
+def entry_shape(entry: dict, published: dict) -> Shape | None:
+    """A model entry's shape: a ``tiny`` recipe's; a local directory's config.json; for a
+    hub id, the Hugging Face cache's config.json, else the ``published`` one
+    (config/hub_configs.yaml). None when unknown (a toy model: sized by the tokenizer the
+    DAG builds; a hub model neither cached nor listed)."""
+    if "tiny" in entry:
+        return tiny_shape(entry["tiny"])
+    if "path" in entry:
+        path = Path(entry["path"]) / "config.json"
+        return load_shape(path) if path.is_file() else None
+    if "hub" in entry:
+        path = hub_cache_config(entry["hub"], entry.get("revision"))
+        if path is not None:
+            return load_shape(path)
+        return Shape.from_config(published[entry["hub"]]) if entry["hub"] in published else None
+    return None

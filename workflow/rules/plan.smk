@@ -1,0 +1,98 @@
+# The memory plan of every GPU job in the DAG (opd.memory_plan): a dry run prints it, and a
+# job whose peak exceeds its rule's declared `gpu_mem_gib` is refused while the DAG is built,
+# before anything is submitted, naming the setting to change.
+import yaml
+
+from opd.launch import deepspeed_path  # noqa: E402
+from opd.memory_plan import GiB, PROMPT_TOKENS, entry_shape, sampling_plan, training_plan  # noqa: E402
+
+PUBLISHED_CONFIGS = yaml.safe_load((Path(workflow.basedir) / "config/hub_configs.yaml").read_text())
+PRINTED_PLANS = set()
+
+
+def model_shape(name):
+    return entry_shape(base_entry(name), PUBLISHED_CONFIGS)
+
+
+def gpu_setup(rule):
+    """(ranks, bytes of one GPU or None) of a rule's jobs."""
+    r = resources_for(config, rule, BUILTIN_RESOURCES)
+    gib = r.get("gpu_mem_gib")
+    return max(1, r["gpus"]) * (r.get("nodes") or 1), gib * GiB if gib else None
+
+
+def zero_setup(train):
+    """(ZeRO stage, reduce bucket elements) of a training job's DeepSpeed config."""
+    if not train.get("deepspeed"):
+        return 0, 0
+    zero = json.loads(deepspeed_path(train["deepspeed"]).read_text()).get("zero_optimization", {})
+    return zero.get("stage", 0), int(zero.get("reduce_bucket_size", 5e8)) if zero.get("stage", 0) >= 2 else 0
+
+
+def training_job_plan(rule, key, name, entry):
+    student = model_shape(entry["student"])
+    teacher = model_shape(entry["teacher"]) if rule == "opd_train" else None
+    if student is None or (rule == "opd_train" and teacher is None):
+        return None
+    world, gpu = gpu_setup(rule)
+    stage, bucket = zero_setup(entry["train"])
+    plan = training_plan(f"{rule} {name}", student, entry["train"], world=world, zero_stage=stage,
+                         bucket_elems=bucket, teacher=teacher,
+                         teacher_dtype=base_entry(entry["teacher"])["dtype"] if teacher else "bfloat16",
+                         gpu_bytes=gpu)
+    train = f"{key}.{name}.train"
+    if plan.peak_phase == "sampling":
+        hint = (f"{train}.vllm_gpu_memory_utilization" if entry["train"].get("rollout_backend") == "vllm"
+                else f"{train}.rollout_batch_size")
+    elif not entry["train"].get("gradient_checkpointing"):
+        hint = f"{train}.gradient_checkpointing"
+    else:
+        hint = f"{train}.max_tokens_per_micro_batch (or micro_batch_size)"
+    return plan, hint
+
+
+def sampling_job_plan(rule, job, model, max_new_tokens):
+    shape = model_shape(model)
+    if shape is None:
+        return None
+    world, gpu = gpu_setup(rule)
+    vllm = config["eval"]["backend"] == "vllm"
+    plan = sampling_plan(job, shape, base_entry(model)["dtype"], backend=config["eval"]["backend"],
+                         batch=config["eval"]["batch_size"], max_len=PROMPT_TOKENS + max_new_tokens,
+                         tensor_parallel=world if vllm else 1,
+                         gpu_memory_utilization=config["eval"]["gpu_memory_utilization"], gpu_bytes=gpu)
+    hint = "eval.gpu_memory_utilization (or this rule's gpus)" if vllm else "eval.batch_size"
+    return plan, hint
+
+
+def job_plan(rule, wc):
+    if rule == "opd_train":
+        return training_job_plan(rule, "experiments", wc.experiment, config["experiments"][wc.experiment])
+    if rule == "sft":
+        return training_job_plan(rule, "sft", wc.sft, config["sft"][wc.sft])
+    if rule == "teacher_rollouts":
+        entry = config["sft"][wc.sft]
+        return sampling_job_plan(rule, f"{rule} {wc.sft}", entry["teacher"], entry["sampling"]["max_new_tokens"])
+    # named by model alone: a model's benchmarks sampled alike share one printed plan
+    return sampling_job_plan(rule, f"{rule} {wc.model}", wc.model, sampling_for(config, wc.benchmark)["max_new_tokens"])
+
+
+def memory_checked(rule):
+    """An input function (no files) that plans the job when the DAG is built: printed once
+    by a dry run; a job that does not fit its GPU is refused with the setting to change."""
+
+    def check(wc):
+        if resources_for(config, rule, BUILTIN_RESOURCES)["gpus"] == 0:
+            return []
+        found = job_plan(rule, wc)
+        if found is None:
+            return []
+        plan, hint = found
+        if not plan.fits():
+            raise WorkflowError(f"memory plan: {plan.line()}: does not fit; change {hint}")
+        if workflow.dryrun and plan.line() not in PRINTED_PLANS:
+            PRINTED_PLANS.add(plan.line())
+            print(f"memory plan: {plan.line()}", file=sys.stderr)
+        return []
+
+    return check
