@@ -11,6 +11,7 @@ from opd.losses import (
     METRICS,
     Objective,
     chunk_terms,
+    chunked_nll,
     metric_means,
     naive_opd_loss,
     opd_loss,
@@ -342,3 +343,17 @@ def test_invalid_objectives_are_rejected():
         Objective(kind="topk", k=0)
     with pytest.raises(ValueError, match="loss_agg_mode"):
         Objective(loss_agg_mode="sum")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_chunked_nll_matches_full_cross_entropy(chunk):
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(23, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 50, (23,), generator=g)
+    full = torch.nn.functional.cross_entropy(h @ w.T, targets, reduction="sum")
+    want = torch.autograd.grad(full, (h, w))
+    got = chunked_nll(h, w, targets, chunk)
+    assert torch.allclose(got, full.float())
+    for a, b in zip(torch.autograd.grad(got, (h, w)), want):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from opd.models import load_model
+from opd.models import hidden_and_head, load_model
 from opd.toy.tokenizer import build_tokenizer
-from opd.train.opd import TokenizerMismatch, check_tokenizers, hidden_and_head, pack, prompt_order
+from opd.train.opd import TokenizerMismatch, check_tokenizers, pack, prompt_order
 
 
 def test_different_tokenizers_are_refused():
@@ -75,7 +75,7 @@ def student_gradients(student, teacher, prompts, responses, **settings):
 
     from opd.distributed import Dist
     from opd.losses import Objective
-    from opd.train.opd import OPDSettings, accumulate_gradients, hidden_and_head
+    from opd.train.opd import OPDSettings, accumulate_gradients
     from opd.train.updater import Updater, enable_checkpointing
 
     student.zero_grad(set_to_none=True)
@@ -96,7 +96,7 @@ def student_gradients(student, teacher, prompts, responses, **settings):
 def step_case(tiny_model_dir, teacher_model_dir):
     import random
 
-    from opd.models import load_model
+    from opd.models import hidden_and_head, load_model
 
     rng = random.Random(0)
     student, teacher = load_model(tiny_model_dir), load_model(teacher_model_dir).requires_grad_(False)

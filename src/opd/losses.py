@@ -349,3 +349,21 @@ def naive_opd_loss(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, o
         reward = (logq.gather(-1, tokens[:, None]) - logp.detach().gather(-1, tokens[:, None]))[:, 0]
     vec = torch.stack([m[k].to(logp) for k in SUMS])
     return _pack(loss, vec, reward, z_s.shape[0])
+
+
+def _chunk_nll(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy((h @ w.T).float(), targets, reduction="sum")
+
+
+def chunked_nll(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
+    """Summed next-token negative log-likelihood from hidden states ``h`` (N, d) and the
+    LM-head weight ``w`` (V, d), one chunk of positions at a time. Each chunk's logits are
+    recomputed in the backward (activation checkpointing), so no (N x V) tensor exists:
+    the SFT cold start's 28K-token micro-batches would otherwise hold several 17 GB ones."""
+    from torch.utils.checkpoint import checkpoint
+
+    total = torch.zeros((), dtype=torch.float32, device=h.device)
+    for start in range(0, h.shape[0], chunk_size):
+        sl = slice(start, start + chunk_size)
+        total = total + checkpoint(_chunk_nll, h[sl], w, targets[sl], use_reentrant=False)
+    return total

@@ -81,3 +81,11 @@ def save_model(model, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -
 def same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
     """Same vocabulary and special tokens (``vocab_size`` alone differs by padding)."""
     return a.get_vocab() == b.get_vocab() and a.all_special_tokens == b.all_special_tokens
+
+
+def hidden_and_head(model):
+    """The decoder trunk and the LM-head weight (logits = hidden @ weight.T)."""
+    head = model.get_output_embeddings()
+    if getattr(head, "bias", None) is not None or getattr(model.config, "final_logit_softcapping", None):
+        raise ValueError(f"{model.config.model_type}: LM head with bias or soft-capping is not supported")
+    return model.base_model, head.weight

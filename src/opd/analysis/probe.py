@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 
 from ..losses import Objective, metric_means, opd_loss
+from ..models import hidden_and_head
 from ..rollout import SamplingParams
 from ..rollout.hf import HFBackend
-from ..train.opd import hidden_and_head, pack
+from ..train.opd import pack
 
 
 @torch.no_grad()

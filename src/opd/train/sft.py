@@ -17,8 +17,9 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from .. import distributed
-from ..batching import IGNORE, epoch_permutation, pad_pairs
-from ..models import load_model, load_tokenizer
+from ..batching import epoch_permutation, pad_pairs, prediction_positions
+from ..losses import chunked_nll
+from ..models import hidden_and_head, load_model, load_tokenizer
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
 from .updater import Updater, enable_checkpointing, precision_context
 
@@ -34,6 +35,7 @@ class SFTSettings:
     precision: str = "fp32"
     gradient_checkpointing: bool = False
     max_length: int = 14336
+    chunk_size: int = 1024  # positions per chunk of the loss's logits
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     checkpoint_every: int = 50
@@ -68,12 +70,13 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
     tok = load_tokenizer(model_path, trust_remote_code)
     model = load_model(model_path, "float32", device, trust_remote_code)  # fp32 master weights
     enable_checkpointing(model, settings.gradient_checkpointing)
+    trunk, head = hidden_and_head(model)
     pairs = tokenize_pairs(tok, rows, settings.max_length)
     if len(pairs) < settings.batch_size:
         raise ValueError(f"{len(pairs)} SFT examples are fewer than one batch of {settings.batch_size}")
     total = settings.epochs * (len(pairs) // settings.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    updater = Updater(model, opt, settings.grad_clip, dist, settings.deepspeed)
+    updater = Updater(model, opt, settings.grad_clip, dist, settings.deepspeed, settings.precision)
     sched = get_cosine_schedule_with_warmup(opt, math.ceil(settings.warmup_ratio * total), total)
     run = RunDir(run_dir, {"model": source_fingerprint(model_path), "settings": asdict(settings),
                            "examples": content_hash(pairs)}, dist=dist)
@@ -94,11 +97,10 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
                 ids, mask, labels = (t.to(device) for t in pad_pairs([p for p, _ in micro], [r for _, r in micro],
                                                                     tok.pad_token_id))
                 with precision_context(settings.precision, device):
-                    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-                logits = logits.float()
-                loss = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE,
-                    reduction="sum") / max(1, n_tokens)
+                    h = trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+                flat, targets = prediction_positions(labels)
+                nll = chunked_nll(h.reshape(-1, h.shape[-1])[flat], head, targets, settings.chunk_size)
+                loss = nll / max(1, n_tokens)
                 updater.backward(loss)
                 loss_total += loss.item()
             (loss_total,) = dist.sum([loss_total])
