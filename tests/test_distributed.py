@@ -83,13 +83,22 @@ def test_zero2_on_one_gpu_started_by_python_equals_the_plain_update(tmp_path, ti
     write_jsonl(prompts, toy_problems(8, 40, 1, 2, "p"))
     settings = {"steps": 2, "prompts_per_step": 4, "n": 1, "temperature": 0.0, "max_new_tokens": 8,
                 "lr": 1e-3, "micro_batch_size": 2, "eval_every": 100}
-    for name, extra in (("plain", {}), ("zero2", {"deepspeed": "zero2"})):
+    for name, extra in (("plain", {}), ("zero2", {"deepspeed": "zero2"}),
+                        ("zero2_bf16", {"deepspeed": "zero2", "precision": "bf16"})):
         work = tmp_path / name
         launch(1, "opd_train.py", [
             "--student", str(tiny_model_dir), "--teacher", str(teacher_model_dir), "--prompts", str(prompts),
             "--settings", json.dumps({**settings, **extra}), "--objective", '{"k": 4}', "--run-dir",
             str(work / "run"), "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")])
     assert_same_update(tiny_model_dir, tmp_path / "plain/model", tmp_path / "zero2/model")
+    # DeepSpeed's bf16: bf16 weights (saved as such), fp32 master weights in the optimizer. The
+    # update matches fp32's up to bf16 rounding: weights of ~0.02 round to ~1e-4 (2^-9 relative),
+    # against updates of ~2e-3 (2 Adam steps of lr 1e-3): a few percent of the update's norm
+    w0, w1, w2 = weights(tiny_model_dir), weights(tmp_path / "plain/model"), weights(tmp_path / "zero2_bf16/model")
+    assert all(w.dtype == torch.bfloat16 for w in w2.values())
+    delta = torch.cat([(w1[k] - w0[k]).flatten() for k in w1])
+    error = torch.cat([(w2[k].float() - w1[k]).flatten() for k in w1])
+    assert error.norm() < 0.1 * delta.norm()
 
 
 def test_sft_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir):

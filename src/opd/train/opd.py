@@ -24,7 +24,7 @@ from ..distributed import Dist
 from ..evaluation import evaluate
 from ..grading import Grader
 from ..losses import SUMS, Objective, metric_means, opd_loss, position_weights
-from ..models import load_model, load_tokenizer, same_tokenizer
+from ..models import hidden_and_head, load_model, load_tokenizer, same_tokenizer
 from ..rollout import SamplingParams, check_prompt_lengths, make_backend
 from ..rollout.hf import HFBackend
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
@@ -94,14 +94,6 @@ def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
     return (ids, mask, *prediction_positions(labels))
 
 
-def hidden_and_head(model):
-    """The decoder trunk and the LM-head weight (logits = hidden @ weight.T)."""
-    head = model.get_output_embeddings()
-    if getattr(head, "bias", None) is not None or getattr(model.config, "final_logit_softcapping", None):
-        raise ValueError(f"{model.config.model_type}: LM head with bias or soft-capping is not supported")
-    return model.base_model, head.weight
-
-
 def check_tokenizers(student_tok, teacher_tok, student: str, teacher: str) -> None:
     if not same_tokenizer(student_tok, teacher_tok):
         raise TokenizerMismatch(
@@ -129,7 +121,7 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     s_trunk, s_head = hidden_and_head(student)
     t_trunk, t_head = hidden_and_head(teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    updater = Updater(student, opt, settings.grad_clip, dist, settings.deepspeed)
+    updater = Updater(student, opt, settings.grad_clip, dist, settings.deepspeed, settings.precision)
     # constant after an optional linear warmup (the paper: constant 1e-6, no warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps)))
     run = RunDir(run_dir, {"student": source_fingerprint(student_path), "teacher": source_fingerprint(teacher_path),
@@ -201,11 +193,11 @@ def accumulate_gradients(prompts: list[list[int]], responses: list[list[int]], s
                                                             pad_id))
         tt = time.perf_counter()
         with torch.no_grad():
-            h_t = t_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+            h_t = t_trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
             h_t = h_t.reshape(-1, h_t.shape[-1])[flat]
         teacher_s += time.perf_counter() - tt
         with precision_context(settings.precision, dev):
-            h_s = s_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
+            h_s = s_trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         h_s = h_s.reshape(-1, h_s.shape[-1])[flat]
         weight = position_weights([len(responses[i]) for i in mb], objective.loss_agg_mode, n_tokens, n_sequences,
                                   n_all, settings.max_new_tokens)
