@@ -148,7 +148,7 @@ def state_bytes(params: int, world: int, zero_stage: int, bucket_elems: int, bf1
 def training_plan(job: str, student: Shape, settings: dict, *, world: int = 1, zero_stage: int = 0,
                   bucket_elems: int = 0, teacher: Shape | None = None, teacher_dtype: str = "bfloat16",
                   gpu_bytes: float | None = None, runtime_bytes: float = RUNTIME_GIB * GiB,
-                  prompt_tokens: int = PROMPT_TOKENS, sampling: bool = True) -> Plan:
+                  prompt_tokens: int = PROMPT_TOKENS, sampling: bool = True, student_dtype: str = "bfloat16") -> Plan:
     """OPD (with ``teacher``) or SFT. ``settings`` are the job's ``train`` settings (schema
     defaults filled in). The peak is the larger of sampling (vLLM's share, or HF
     ``generate``'s KV cache and logits; left out with ``sampling=False``) and the update
@@ -183,9 +183,18 @@ def training_plan(job: str, student: Shape, settings: dict, *, world: int = 1, z
     else:
         update = {"gradients": state["gradients"], "teacher forward": teacher_pass, **asleep}
     phases = {"update": update, "optimizer step": {"gradients": state["gradients"], "step": state["step"], **asleep}}
+    notes, refusal = [], ""
     if teacher is not None and sampling:
         if settings.get("rollout_backend") == "vllm":
             phases["sampling"] = {"vLLM": settings["vllm_gpu_memory_utilization"] * gpu_bytes} if gpu_bytes else {}
+            if gpu_bytes:  # vLLM's share: the student in its own dtype, then KV cache
+                engine = sampling_plan(job, student, student_dtype, backend="vllm", batch=0,
+                                       max_len=prompt_tokens + settings["max_new_tokens"],
+                                       gpu_memory_utilization=settings["vllm_gpu_memory_utilization"],
+                                       gpu_bytes=gpu_bytes, runtime_bytes=runtime_bytes)
+                per_rank = -(-settings["prompts_per_step"] * settings["n"] // world)
+                notes.append(f"vLLM {engine.note}, for {per_rank} rollouts a rank" if engine.note else "")
+                refusal = engine.refusal
         else:  # HF generate on the student: the batch's KV cache and one step's logits
             batch = settings["rollout_batch_size"] * settings["n"]
             kv = student.kv_bytes_per_token(2 if bf16_weights else 4)
@@ -194,7 +203,8 @@ def training_plan(job: str, student: Shape, settings: dict, *, world: int = 1, z
     phases = {k: {**resident, **p} for k, p in phases.items()}
     phase = max(phases, key=lambda k: sum(phases[k].values()))
     others = ", ".join(f"{k} {sum(p.values()) / GiB:.1f}" for k, p in phases.items() if k != phase)
-    return Plan(job, phases[phase], phase, gpu_bytes, f"other phases: {others}", phases=phases)
+    note = "; ".join(n for n in [f"other phases: {others}", *notes] if n)
+    return Plan(job, phases[phase], phase, gpu_bytes, note, refusal, phases)
 
 
 def sampling_plan(job: str, model: Shape, dtype: str, *, backend: str, batch: int, max_len: int,
@@ -232,11 +242,12 @@ def hub_cache_config(repo: str, revision: str | None = None) -> Path | None:
     return path if snapshot and path.is_file() else None
 
 
-def load_shape(path: Path) -> Shape:
+def load_shape(path: Path) -> Shape | None:
+    """None for a config.json whose sizes are not a plain decoder's (no plan, no refusal)."""
     try:
         return Shape.from_config(json.loads(Path(path).read_text()))
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{path}: not a decoder config ({e})") from e
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def tiny_shape(recipe: dict) -> Shape:

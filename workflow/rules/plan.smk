@@ -39,9 +39,9 @@ def training_job_plan(rule, key, name, entry):
     plan = training_plan(f"{rule} {name}", student, entry["train"], world=world, zero_stage=stage,
                          bucket_elems=bucket, teacher=teacher,
                          teacher_dtype=base_entry(entry["teacher"])["dtype"] if teacher else "bfloat16",
-                         gpu_bytes=gpu)
+                         student_dtype=base_entry(entry["student"])["dtype"], gpu_bytes=gpu)
     train = f"{key}.{name}.train"
-    if plan.peak_phase == "sampling":
+    if plan.peak_phase == "sampling" or plan.refusal:
         hint = (f"{train}.vllm_gpu_memory_utilization" if entry["train"].get("rollout_backend") == "vllm"
                 else f"{train}.rollout_batch_size")
     elif not entry["train"].get("gradient_checkpointing"):
