@@ -9,6 +9,7 @@ import torch
 from opd.losses import (
     LOSS_AGG_MODES,
     METRICS,
+    SPARSE_MAX_K,
     Objective,
     chunk_terms,
     chunked_nll,
@@ -262,6 +263,25 @@ def test_large_vocabulary_matches_naive():
         assert torch.allclose(ws.grad, z_s.grad.T @ h_s, atol=1e-6, rtol=1e-3)
         for name, value in metric_means(naive.metric_sums).items():
             assert metric_means(chunked.metric_sums)[name] == pytest.approx(value, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("obj", [Objective("topk", k=300, topk_set="union"), Objective("topk", k=8, metrics_k=300),
+                                 Objective("sampled", metrics_k=300)])
+def test_sets_above_the_sparse_limit_take_the_dense_path_and_match_naive(obj):
+    """k or metrics_k above SPARSE_MAX_K: the sets as vocabulary masks, same values."""
+    vocab = 600
+    assert max(obj.k, obj.metrics_k) > SPARSE_MAX_K
+    h_s, w_s, h_t, w_t, tokens = random_case(n=6, d=8, vocab=vocab, seed=3)
+    z_s = (h_s @ w_s.T).requires_grad_(True)
+    naive = naive_opd_loss(z_s, h_t @ w_t.T, tokens, obj, 1 / 6)
+    naive.loss.backward()
+    hs = h_s.clone().requires_grad_(True)
+    chunked = opd_loss(hs, w_s, h_t, w_t, tokens, obj, 1 / 6, chunk_size=4)
+    chunked.loss.backward()
+    assert chunked.loss.item() == pytest.approx(naive.loss.item(), rel=1e-4, abs=1e-6)
+    assert torch.allclose(hs.grad, z_s.grad @ w_s, atol=1e-5, rtol=1e-3)
+    for name, value in metric_means(naive.metric_sums).items():
+        assert metric_means(chunked.metric_sums)[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
 
 
 def test_ppo_surrogate_gradient_matches_autograd_in_every_branch():

@@ -23,7 +23,7 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 PROMPT_TOKENS = 1024  # an OPD sequence's prompt allowance (prompts are not read when the DAG is planned)
 RUNTIME_GIB = 1.0  # CUDA context, NCCL buffers and allocator slack per GPU
 VLLM_ASLEEP_GIB = 1.0  # what a sleeping vLLM engine keeps (CUDA graphs, its allocator's pool)
-OPD_CHUNK_TENSORS = 18  # (chunk x vocabulary) fp32 tensors alive in one chunk of opd_loss (measured: 15-18)
+OPD_CHUNK_TENSORS = 10  # (chunk x vocabulary) fp32 tensors alive in one chunk of opd_loss (measured: 9.2-9.7)
 NLL_CHUNK_TENSORS = 5  # chunked_nll: the logits, their fp32 copy and log-softmax, and two gradients
 
 
