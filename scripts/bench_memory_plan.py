@@ -123,7 +123,7 @@ def main() -> None:
         plan = planned(name)
         top = sorted(plan.parts.items(), key=lambda kv: -kv[1])[:3]
         print(f"{name:<20} {plan.peak / 2**20:>12.0f} {measured / 2**20:>13.0f} {plan.peak / measured:>17.2f}  "
-              + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in top), flush=True)
+              f"{plan.peak_phase}: " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in top), flush=True)
 
 
 if __name__ == "__main__":
