@@ -40,16 +40,16 @@ def memory_kb(field: str) -> int:
 def config(arch: str, tied: bool, vocab: int, hidden: int, layers: int, heads: int, kv: int):
     from transformers import Qwen2Config, Qwen3Config
 
-    common = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=3 * hidden, num_hidden_layers=layers,
-                  num_attention_heads=heads, num_key_value_heads=kv, tie_word_embeddings=tied,
-                  max_position_embeddings=4096)
+    common = {"vocab_size": vocab, "hidden_size": hidden, "intermediate_size": 3 * hidden,
+              "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
+              "tie_word_embeddings": tied, "max_position_embeddings": 4096}
     if arch == "qwen3":
         return Qwen3Config(head_dim=hidden // heads, **common)
     return Qwen2Config(use_sliding_window=False, **common)
 
 
 def settings_of(case) -> dict:
-    *_, prompt, response, mbs, budget, ckpt = case
+    *_, response, mbs, budget, ckpt = case
     return {"max_new_tokens": response, "micro_batch_size": mbs, "max_tokens_per_micro_batch": budget,
             "gradient_checkpointing": ckpt, "precision": "fp32", "chunk_size": 64, "rollout_backend": "hf",
             "prompts_per_step": 4, "n": 2}
@@ -68,7 +68,7 @@ def run_case(name: str, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     case = CASES[name]
-    arch, tied, vocab, hidden, layers, heads, kv, t_hidden, t_layers, prompt, response, mbs, budget, ckpt = case
+    arch, tied, vocab, hidden, layers, heads, kv, t_hidden, t_layers, prompt, response, *_, ckpt = case
     before = memory_kb("VmRSS")
     student = AutoModelForCausalLM.from_config(config(arch, tied, vocab, hidden, layers, heads, kv),
                                                attn_implementation="sdpa")

@@ -16,13 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM  # noqa: E402
+import torch
+from transformers import AutoModelForCausalLM
 
-from opd.data import render_prompt  # noqa: E402
-from opd.models import hidden_and_head, toy_config  # noqa: E402
-from opd.toy.task import sample_problems  # noqa: E402
-from opd.toy.tokenizer import build_tokenizer  # noqa: E402
+from opd.data import render_prompt
+from opd.models import hidden_and_head, toy_config
+from opd.toy.task import sample_problems
+from opd.toy.tokenizer import build_tokenizer
 
 TEMPLATE = "{problem}"
 
@@ -87,7 +87,7 @@ def trl(tok, args) -> list[float]:
     student, teacher = models(tok, args)
     rows = prompts(tok, args)
     data = Dataset.from_list([{"prompt": render_prompt(tok, p["problem"], TEMPLATE, True)} for p in rows])
-    times, lengths = [], []
+    times = []
 
     class Clock(TrainerCallback):
         def on_step_begin(self, *a, **k):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen3Config
+from workflow_utils import snakemake
 
 from opd.memory_plan import GiB, Shape, entry_shape, hub_cache_config, sampling_plan, state_bytes, training_plan
-from workflow_utils import snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 OPD = {"max_new_tokens": 7168, "micro_batch_size": 8, "max_tokens_per_micro_batch": None, "chunk_size": 64,

@@ -96,7 +96,7 @@ def student_gradients(student, teacher, prompts, responses, **settings):
 def step_case(tiny_model_dir, teacher_model_dir):
     import random
 
-    from opd.models import hidden_and_head, load_model
+    from opd.models import load_model
 
     rng = random.Random(0)
     student, teacher = load_model(tiny_model_dir), load_model(teacher_model_dir).requires_grad_(False)
