@@ -198,8 +198,19 @@ def metric_sums(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, ob
     h_q = -(q * logq).sum(-1)
     sampled = tokens[:, None]
     zero = torch.zeros_like(logp)
-    mass_p, mass_q = (p * both).sum(), (q * both).sum()  # one sum, two denominators (METRICS)
-    sums = {
+    sums = _shared_sums(both, k, (p * both).sum(), (q * both).sum(), h_p, h_q, (p * (logp - logq)).sum(),
+                        (logq.gather(-1, sampled) - logp.gather(-1, sampled)).sum())
+    for name, mask in regions.items():
+        sums[f"adv_{name}"] = torch.where(mask, adv, zero).sum()
+        sums[f"pairs_{name}"] = mask.sum().float()
+    return sums
+
+
+def _shared_sums(both, k, mass_p, mass_q, h_p, h_q, reverse_kl, sampled_reward) -> dict[str, torch.Tensor]:
+    """The metric sums besides the advantage ones. ``both``: (C, *) which of the student's
+    top-k tokens are in the teacher's (over the vocabulary or the top-k ids); the masses
+    are each summed once for their two denominators (METRICS)."""
+    return {
         "overlap_ratio": both.sum().float(),
         "overlap_mass_student": mass_p,
         "overlap_mass_teacher": mass_q,
@@ -208,16 +219,12 @@ def metric_sums(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, ob
         "entropy_student": h_p.sum(),
         "entropy_teacher": h_q.sum(),
         "entropy_gap": (h_q - h_p).abs().sum(),
-        "reverse_kl": (p * (logp - logq)).sum(),
-        "sampled_reward": (logq.gather(-1, sampled) - logp.gather(-1, sampled)).sum(),
-        "positions": torch.tensor(float(logp.shape[0])),
-        "slots": torch.tensor(float(logp.shape[0] * k)),
+        "reverse_kl": reverse_kl,
+        "sampled_reward": sampled_reward,
+        "positions": torch.tensor(float(both.shape[0])),
+        "slots": torch.tensor(float(both.shape[0] * k)),
         "overlap_positions": both.any(-1).sum().float(),
     }
-    for name, mask in regions.items():
-        sums[f"adv_{name}"] = torch.where(mask, adv, zero).sum()
-        sums[f"pairs_{name}"] = mask.sum().float()
-    return sums
 
 
 def metric_means(sums: dict[str, float]) -> dict[str, float | None]:
@@ -348,21 +355,7 @@ def _sparse_terms(z_s, z_t, tokens, obj: Objective, weight):
     h_p, h_q = -plogp, -(q * logq).sum(-1)
     sampled = tokens[:, None]
     reward = logq.gather(-1, sampled)[:, 0] - logp.gather(-1, sampled)[:, 0]
-    sums = {
-        "overlap_ratio": both.sum().float(),
-        "overlap_mass_student": mass_p,
-        "overlap_mass_teacher": mass_q,
-        "student_p_sum_intersection": mass_p,
-        "teacher_p_sum_intersection": mass_q,
-        "entropy_student": h_p.sum(),
-        "entropy_teacher": h_q.sum(),
-        "entropy_gap": (h_q - h_p).abs().sum(),
-        "reverse_kl": (plogp - plogq).sum(),
-        "sampled_reward": reward.sum(),
-        "positions": torch.tensor(float(logp.shape[0])),
-        "slots": torch.tensor(float(logp.shape[0] * km)),
-        "overlap_positions": both.any(-1).sum().float(),
-    }
+    sums = _shared_sums(both, km, mass_p, mass_q, h_p, h_q, (plogp - plogq).sum(), reward.sum())
     p_in_q, q_in_p = _member(train_p, train_q), _member(train_q, train_p)
     adv_p, adv_q = _advantage_at(train_p, ids, keep, adv), _advantage_at(train_q, ids, keep, adv)
     for name, values, mask in (("intersection", adv_p, p_in_q), ("only_stu", adv_p, ~p_in_q),
