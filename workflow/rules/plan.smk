@@ -14,9 +14,9 @@ def model_shape(name):
     return entry_shape(base_entry(name), PUBLISHED_CONFIGS)
 
 
-def gpu_setup(rule):
+def gpu_setup(rule_name):
     """(ranks, bytes of one GPU or None) of a rule's jobs."""
-    r = resources_for(config, rule, BUILTIN_RESOURCES)
+    r = resources_for(config, rule_name, BUILTIN_RESOURCES)
     gib = r.get("gpu_mem_gib")
     return max(1, r["gpus"]) * (r.get("nodes") or 1), gib * GiB if gib else None
 
@@ -29,14 +29,14 @@ def zero_setup(train):
     return zero.get("stage", 0), int(zero.get("reduce_bucket_size", 5e8)) if zero.get("stage", 0) >= 2 else 0
 
 
-def training_job_plan(rule, key, name, entry):
+def training_job_plan(rule_name, key, name, entry):
     student = model_shape(entry["student"])
-    teacher = model_shape(entry["teacher"]) if rule == "opd_train" else None
-    if student is None or (rule == "opd_train" and teacher is None):
+    teacher = model_shape(entry["teacher"]) if rule_name == "opd_train" else None
+    if student is None or (rule_name == "opd_train" and teacher is None):
         return None
-    world, gpu = gpu_setup(rule)
+    world, gpu = gpu_setup(rule_name)
     stage, bucket = zero_setup(entry["train"])
-    plan = training_plan(f"{rule} {name}", student, entry["train"], world=world, zero_stage=stage,
+    plan = training_plan(f"{rule_name} {name}", student, entry["train"], world=world, zero_stage=stage,
                          bucket_elems=bucket, teacher=teacher,
                          teacher_dtype=base_entry(entry["teacher"])["dtype"] if teacher else "bfloat16",
                          student_dtype=base_entry(entry["student"])["dtype"], gpu_bytes=gpu)
@@ -51,11 +51,11 @@ def training_job_plan(rule, key, name, entry):
     return plan, hint
 
 
-def sampling_job_plan(rule, job, model, max_new_tokens):
+def sampling_job_plan(rule_name, job, model, max_new_tokens):
     shape = model_shape(model)
     if shape is None:
         return None
-    world, gpu = gpu_setup(rule)
+    world, gpu = gpu_setup(rule_name)
     vllm = config["eval"]["backend"] == "vllm"
     plan = sampling_plan(job, shape, base_entry(model)["dtype"], backend=config["eval"]["backend"],
                          batch=config["eval"]["batch_size"], max_len=PROMPT_TOKENS + max_new_tokens,
@@ -65,26 +65,28 @@ def sampling_job_plan(rule, job, model, max_new_tokens):
     return plan, hint
 
 
-def job_plan(rule, wc):
-    if rule == "opd_train":
-        return training_job_plan(rule, "experiments", wc.experiment, config["experiments"][wc.experiment])
-    if rule == "sft":
-        return training_job_plan(rule, "sft", wc.sft, config["sft"][wc.sft])
-    if rule == "teacher_rollouts":
+def job_plan(rule_name, wc):
+    if rule_name == "opd_train":
+        return training_job_plan(rule_name, "experiments", wc.experiment, config["experiments"][wc.experiment])
+    if rule_name == "sft":
+        return training_job_plan(rule_name, "sft", wc.sft, config["sft"][wc.sft])
+    if rule_name == "teacher_rollouts":
         entry = config["sft"][wc.sft]
-        return sampling_job_plan(rule, f"{rule} {wc.sft}", entry["teacher"], entry["sampling"]["max_new_tokens"])
+        return sampling_job_plan(rule_name, f"{rule_name} {wc.sft}", entry["teacher"],
+                                 entry["sampling"]["max_new_tokens"])
     # named by model alone: a model's benchmarks sampled alike share one printed plan
-    return sampling_job_plan(rule, f"{rule} {wc.model}", wc.model, sampling_for(config, wc.benchmark)["max_new_tokens"])
+    return sampling_job_plan(rule_name, f"{rule_name} {wc.model}", wc.model,
+                             sampling_for(config, wc.benchmark)["max_new_tokens"])
 
 
-def memory_checked(rule):
+def memory_checked(rule_name):
     """An input function (no files) that plans the job when the DAG is built: printed once
     by a dry run; a job that does not fit its GPU is refused with the setting to change."""
 
     def check(wc):
-        if resources_for(config, rule, BUILTIN_RESOURCES)["gpus"] == 0:
+        if resources_for(config, rule_name, BUILTIN_RESOURCES)["gpus"] == 0:
             return []
-        found = job_plan(rule, wc)
+        found = job_plan(rule_name, wc)
         if found is None:
             return []
         plan, hint = found
