@@ -232,14 +232,12 @@ def sampling_plan(job: str, model: Shape, dtype: str, *, backend: str, batch: in
 
 
 def hub_cache_config(repo: str, revision: str | None = None) -> Path | None:
-    """``config.json`` of a hub model already in the local Hugging Face cache."""
-    cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface"))
-                 / "hub")
-    root = cache / f"models--{repo.replace('/', '--')}"
-    ref = root / "refs" / (revision or "main")
-    snapshot = ref.read_text().strip() if ref.is_file() else (revision or "")
-    path = root / "snapshots" / snapshot / "config.json"
-    return path if snapshot and path.is_file() else None
+    """``config.json`` of a hub model already in the local Hugging Face cache (the hub
+    library's own lookup; ``HF_HUB_CACHE`` read at call time, not at its import)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, "config.json", cache_dir=os.environ.get("HF_HUB_CACHE"), revision=revision)
+    return Path(found) if isinstance(found, str) else None
 
 
 def load_shape(path: Path) -> Shape | None:
