@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Ablation sweeps. `point`: one point's accuracies before/after/teacher, gap recovery and
-token-level metrics (JSON). `table`: a sweep's points as markdown, LaTeX and JSON."""
+token-level metrics (JSON), with their spread when the point ran with several seeds. `table`: a sweep's points as markdown, LaTeX and JSON."""
 import argparse
 import json
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from opd.analysis.tables import experiment_summary, latex_table, markdown_table, sweep_rows  # noqa: E402
+from opd.analysis.tables import experiment_summary, latex_table, markdown_table, over_seeds, sweep_rows  # noqa: E402
 from opd.io import read_json, read_jsonl, write_json, write_text  # noqa: E402
 
 
@@ -18,8 +18,17 @@ def point(args) -> None:
     for item in args.eval:
         model, benchmark, path = item.split(":", 2)
         results[(model, benchmark)] = read_json(path)
-    summary = experiment_summary(args.experiment, spec, results, read_jsonl(args.log))
-    write_json(args.out, {"experiment": args.experiment, "overrides": spec["overrides"], **summary})
+    runs = {}
+    for item in args.run:
+        seed, experiment, log = item.split(":", 2)
+        runs[seed] = (experiment, experiment_summary(experiment, spec, results, read_jsonl(log)))
+    experiment, summary = next(iter(runs.values()))
+    out = {"experiment": experiment, "overrides": spec["overrides"], **summary}
+    if len(runs) > 1:
+        out["seed_runs"] = {seed: name for seed, (name, _) in runs.items()}
+        out["seeds"] = over_seeds({seed: s for seed, (_, s) in runs.items()})
+        out["per_seed"] = {seed: s for seed, (_, s) in runs.items()}
+    write_json(args.out, out)
 
 
 def table(args) -> None:
@@ -35,10 +44,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("point")
-    p.add_argument("--experiment", required=True)
+    p.add_argument("--run", action="append", required=True, metavar="SEED:EXPERIMENT:LOG",
+                   help="the point's experiment and its train_log.jsonl, once per seed (the first seed first)")
     p.add_argument("--spec", required=True, help="JSON {student, teacher, section, benchmarks, overrides}")
     p.add_argument("--eval", action="append", required=True, metavar="MODEL:BENCHMARK:PATH")
-    p.add_argument("--log", required=True, help="the experiment's train_log.jsonl")
     p.add_argument("--out", required=True)
     t = sub.add_parser("table")
     t.add_argument("--sweep", required=True)

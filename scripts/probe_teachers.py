@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from opd.analysis.probe import rank, student_rollouts, teacher_scores  # noqa: E402
+from opd.analysis.probe import rank, student_rollouts, teacher_scores, verdict  # noqa: E402
 from opd.analysis.tables import markdown_table  # noqa: E402
 from opd.data import read_problems, render_prompt  # noqa: E402
 from opd.io import read_json, write_json, write_text  # noqa: E402
@@ -29,7 +29,8 @@ def main() -> None:
     ap.add_argument("--student", required=True, help="NAME=PATH")
     ap.add_argument("--teacher", action="append", required=True, help="NAME=PATH (repeatable)")
     ap.add_argument("--prompts", required=True)
-    ap.add_argument("--settings", required=True, help="JSON: num_prompts, n, temperature, max_new_tokens, k, seed")
+    ap.add_argument("--settings", required=True,
+                    help="JSON: num_prompts, n, temperature, max_new_tokens, k, seed, verdict")
     ap.add_argument("--template", default="{problem}")
     ap.add_argument("--no-chat", action="store_true")
     ap.add_argument("--accuracy", action="append", default=[], metavar="MODEL:BENCHMARK:PATH",
@@ -69,21 +70,33 @@ def main() -> None:
         model, benchmark, path = item.split(":", 2)
         m = read_json(path)
         accuracy.setdefault(benchmark, {})[model] = m[f"avg@{m['samples_per_problem']}"]
-    ranking = rank(scores)
     leads = {t: {b: acc[t] - acc[student_name] for b, acc in accuracy.items() if t in acc and student_name in acc}
              for t in scores}
+    judge = {**settings["verdict"], "benchmarks": settings["verdict"]["benchmarks"] or sorted(accuracy)}
+    verdicts = {t: verdict(scores[t], {b: v for b, v in leads[t].items() if b in judge["benchmarks"]},
+                           judge["min_overlap_ratio"], judge["max_entropy_gap"], judge["min_lead"]) for t in scores}
+    ranking = rank(scores, verdicts)
     write_json(args.out, {"student": student_name, "settings": settings, "ranking": ranking, "scores": scores,
-                          "accuracy_lead": leads})
+                          "accuracy_lead": leads, "verdicts": verdicts, "verdict_settings": judge})
     benchmarks = sorted(accuracy)
+
+    def yes_no(value) -> str:
+        return "-" if value is None else ("yes" if value else "no")
+
     rows = [[str(i + 1), t, *(f"{scores[t][key]:.3f}" if scores[t].get(key) is not None else "-" for key, _ in COLUMNS),
-             *(f"{100 * leads[t][b]:+.1f}" if b in leads[t] else "-" for b in benchmarks)]
+             *(f"{100 * leads[t][b]:+.1f}" if b in leads[t] else "-" for b in benchmarks),
+             yes_no(verdicts[t]["compatible"]), yes_no(verdicts[t]["to_teach"]), verdicts[t]["predicted"]]
             for i, t in enumerate(ranking)]
-    header = ["rank", "teacher", *(label for _, label in COLUMNS), *(f"lead on {b}" for b in benchmarks)]
+    header = ["rank", "teacher", *(label for _, label in COLUMNS), *(f"lead on {b}" for b in benchmarks),
+              "compatible", "something to teach", "predicted"]
     write_text(args.table, f"# Teacher compatibility probe: student {student_name}\n\n"
                + markdown_table(header, rows)
                + f"\nMetrics (top-{settings['k']}) at {len(rollouts)} student rollouts on {len(problems)} prompts, "
-               "before any training; ranked by overlap ratio, then entropy gap. Lead: the teacher's base accuracy "
-               "minus the student's, in points.\n")
+               "before any training. Lead: the teacher's base accuracy minus the student's, in points. "
+               f"Compatible: overlap ratio >= {judge['min_overlap_ratio']} and |entropy gap| <= "
+               f"{judge['max_entropy_gap']} nats; something to teach: a lead of at least {100 * judge['min_lead']:g} "
+               f"points on {', '.join(judge['benchmarks']) or 'a benchmark'}. Ranked: predicted to transfer first, "
+               "then by overlap ratio, then entropy gap.\n")
     print(Path(args.table).read_text())
 
 

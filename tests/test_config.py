@@ -1,5 +1,6 @@
 import copy
 import json
+import re
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ from opd.config import (
     load_schema,
     resources_for,
     sampling_for,
+    seed_runs,
     validate_config,
 )
 
@@ -108,7 +110,7 @@ def test_paper_defaults_for_sampling(schema):
      "config.sweeps.objective.grid: 'objective.kk' is not an experiment setting"),
     (lambda c: c["sweeps"]["objective"]["points"].update(bad={"train.lr": -1}),
      "config.experiments.objective.bad.train.lr: -1 is less than or equal to the minimum of 0 "
-     "(a point of config.sweeps.objective)"),
+     "(made by config.sweeps.objective)"),
     (lambda c: c["sweeps"]["objective"].update(base="nothing"), "config.sweeps.objective.base: no experiment named"),
     (lambda c: c["sweeps"]["objective"].pop("points"), "config.sweeps.objective: give a grid or points"),
     (lambda c: c["probes"]["student_teachers"].update(teachers=["nobody"]),
@@ -174,6 +176,54 @@ def test_sweep_points_become_experiments(toy, schema):
         assert point["train"] == base["train"] and point["teacher"] == base["teacher"]
     assert cfg["experiments"]["k.kind-topk_k-4"]["objective"] == {**base["objective"], "kind": "topk", "k": 4}
     assert cfg["experiments"]["k.sampled"]["objective"]["kind"] == "sampled"
+
+
+def test_seeds_expand_into_one_run_per_seed(toy, schema):
+    cfg = copy.deepcopy(toy)
+    cfg["experiments"]["opd_new_skill"]["seeds"] = [5, 1, 2]
+    cfg["sweeps"] = {"k": {"base": "opd_new_skill", "seeds": [0, 3], "points": {"top4": {"objective.k": 4}}}}
+    validate_config(cfg, schema)
+    exps = cfg["experiments"]
+    assert seed_runs(cfg) == {"opd_new_skill": {5: "opd_new_skill", 1: "opd_new_skill.seed1",
+                                                2: "opd_new_skill.seed2"},
+                              "k.top4": {0: "k.top4", 3: "k.top4.seed3"}}
+    assert [exps[r]["train"]["seed"] for r in seed_runs(cfg)["opd_new_skill"].values()] == [5, 1, 2]
+    assert [exps[r]["train"]["seed"] for r in seed_runs(cfg)["k.top4"].values()] == [0, 3]
+    copy_ = exps["opd_new_skill.seed2"]
+    assert copy_["seeds"] is None and copy_["objective"] == exps["opd_new_skill"]["objective"]
+    assert {k: v for k, v in copy_["train"].items() if k != "seed"} == \
+        {k: v for k, v in exps["opd_new_skill"]["train"].items() if k != "seed"}
+    assert exps["k.top4.seed3"]["objective"]["k"] == 4
+    assert exps["reverse_to_base"]["student"] == "opd_new_skill"  # later experiments use the first seed's run
+    quick = copy.deepcopy(toy)
+    quick["all_seeds"] = False
+    quick["experiments"]["opd_new_skill"]["seeds"] = [5, 1, 2]
+    validate_config(quick, schema)
+    # the sweep's points are copies of their base, seeds included
+    assert seed_runs(quick) == {name: {5: name} for name in ("opd_new_skill", "objective.sampled", "objective.top4")}
+    assert quick["experiments"]["opd_new_skill"]["train"]["seed"] == 5
+    assert not any(".seed" in name for name in quick["experiments"])
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ([], "config.experiments.opd_new_skill.seeds: [] should be non-empty"),
+    ([1, 1], "config.experiments.opd_new_skill.seeds: [1, 1] has non-unique elements"),
+    ([0, "a"], "config.experiments.opd_new_skill.seeds.1: 'a' is not of type 'integer'"),
+])
+def test_bad_seeds_are_refused(toy, schema, seeds, message):
+    cfg = copy.deepcopy(toy)
+    cfg["experiments"]["opd_new_skill"]["seeds"] = seeds
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(cfg, schema)
+
+
+def test_a_seed_run_named_like_an_experiment_is_refused(toy, schema):
+    cfg = copy.deepcopy(toy)
+    cfg["experiments"]["opd_new_skill"]["seeds"] = [0, 1]
+    cfg["experiments"]["opd_new_skill.seed1"] = copy.deepcopy(cfg["experiments"]["opd_same_pipeline"])
+    with pytest.raises(ConfigError, match=r"config.experiments.opd_new_skill.seeds: seed 1's run "
+                                          r"'opd_new_skill.seed1' is also an experiment's name"):
+        validate_config(cfg, schema)
 
 
 def test_a_key_written_twice_in_a_config_file_is_refused(tmp_path):

@@ -3,7 +3,7 @@ agrees everywhere and ranks first; another model agrees less."""
 
 import pytest
 
-from opd.analysis.probe import rank, student_rollouts, teacher_scores
+from opd.analysis.probe import check_probe, observed_outcome, rank, student_rollouts, teacher_scores, verdict
 from opd.data import toy_problems
 from opd.models import load_model
 from opd.rollout import SamplingParams
@@ -23,3 +23,70 @@ def test_identical_teacher_agrees_everywhere_and_ranks_first(tiny_model_dir, tea
     assert other["overlap_ratio"] < 1.0 and other["reverse_kl"] > 0
     scores = {"other": other, "same": same, "foreign": {"error": "different tokenizer"}}
     assert rank(scores) == ["same", "other", "foreign"]
+
+
+JUDGE = {"min_overlap_ratio": 0.6, "max_entropy_gap": 0.5, "min_lead": 0.05, "benchmarks": ["new_digits"]}
+
+
+def test_verdict_judges_each_condition_and_predicts_the_outcome():
+    compatible = {"overlap_ratio": 0.9, "entropy_gap": 0.05}
+    foreign = {"overlap_ratio": 0.4, "entropy_gap": 0.05}
+    wide = {"overlap_ratio": 0.9, "entropy_gap": -0.8}  # agrees on the top token, far less sure
+    limits = (0.6, 0.5, 0.05)
+    assert verdict(compatible, {"new": 0.5}, *limits) == {"compatible": True, "to_teach": True,
+                                                          "predicted": "transfers"}
+    assert verdict(compatible, {"new": 0.04}, *limits)["predicted"] == "nothing to learn"
+    assert verdict(foreign, {"new": 0.5}, *limits)["predicted"] == "fails: cold start first"
+    assert verdict(wide, {"new": 0.5}, *limits)["compatible"] is False
+    assert verdict({"error": "different tokenizer"}, {}, *limits)["predicted"] == "unusable: another tokenizer"
+    scores = {"same": {"overlap_ratio": 0.95, "entropy_gap": 0.0}, "new": compatible}
+    verdicts = {"same": {"predicted": "nothing to learn"}, "new": {"predicted": "transfers"}}
+    assert rank(scores, verdicts) == ["new", "same"] and rank(scores) == ["same", "new"]
+
+
+def experiment(student, teacher, **benchmarks):
+    return {"student": student, "teacher": teacher, "benchmarks": {
+        b: {"acc_before": before, "acc_after": after, "acc_teacher": t} for b, (before, after, t) in benchmarks.items()}}
+
+
+def test_observed_outcomes_are_transfer_collapse_or_nothing():
+    assert observed_outcome(experiment("s", "t", new=(0.0, 0.6, 0.97))["benchmarks"], ["new"], 0.05) == "transfers"
+    # a gain where the teacher does not lead, or off target, is not a transfer
+    assert observed_outcome(experiment("s", "t", new=(0.0, 0.0, 0.0), old=(0.5, 0.6, 0.6))["benchmarks"],
+                            ["new"], 0.05) == "nothing learnt"
+    assert observed_outcome(experiment("s", "t", new=(0.0, 0.0, 0.9), old=(0.96, 0.0, 0.96))["benchmarks"],
+                            ["new"], 0.05) == "collapse"
+
+
+def test_the_probe_predicts_the_toy_worlds_outcomes_on_every_teacher():
+    """A toy-world run's probe scores and OPD results (config/config.yaml; README): the
+    compatible teacher with a lead transfers, the same-pipeline teacher (compatible, no lead
+    on the target) teaches nothing, the other-format teacher collapses the student."""
+    probe = {"student": "student", "verdict_settings": JUDGE, "verdicts": {}}
+    scores = {"teacher_new_skill": ({"overlap_ratio": 0.941, "entropy_gap": 0.051}, 0.966),
+              "teacher_same_pipeline": ({"overlap_ratio": 0.938, "entropy_gap": 0.050}, 0.0),
+              "teacher_other_format": ({"overlap_ratio": 0.408, "entropy_gap": 0.147}, 0.913)}
+    for teacher, (s, lead) in scores.items():
+        probe["verdicts"][teacher] = verdict(s, {"new_digits": lead}, 0.6, 0.5, 0.05)
+    experiments = {
+        "opd_new_skill": experiment("student", "teacher_new_skill", new_digits=(0.0, 0.613, 0.966),
+                                    shared=(0.961, 0.885, 0.983)),
+        "opd_same_pipeline": experiment("student", "teacher_same_pipeline", new_digits=(0.0, 0.0, 0.0),
+                                        shared=(0.961, 0.947, 1.0)),
+        "opd_other_format": experiment("student", "teacher_other_format", new_digits=(0.0, 0.001, 0.913),
+                                       shared=(0.961, 0.001, 0.961)),
+        "reverse_to_base": experiment("opd_new_skill", "student", new_digits=(0.613, 0.0, 0.0)),
+    }
+    check = check_probe(probe, experiments)
+    assert {t: (c["predicted"], *(o["outcome"] for o in c["experiments"].values())) for t, c in check.items()} == {
+        "teacher_new_skill": ("transfers", "transfers"),
+        "teacher_same_pipeline": ("nothing to learn", "nothing learnt"),
+        "teacher_other_format": ("fails: cold start first", "collapse"),
+    }
+    assert all(o["holds"] for c in check.values() for o in c["experiments"].values())
+    # the mean over seeds decides: a first seed that transferred by luck does not
+    lucky = experiment("student", "teacher_same_pipeline", new_digits=(0.0, 0.2, 0.3))
+    lucky["seeds"] = {"benchmarks": {"new_digits": {"acc_after": {"mean": 0.02}}}}
+    probe["verdicts"]["teacher_same_pipeline"] = {"compatible": True, "to_teach": True, "predicted": "transfers"}
+    seen = check_probe(probe, {"x": lucky})["teacher_same_pipeline"]["experiments"]["x"]
+    assert seen == {"outcome": "nothing learnt", "holds": False}

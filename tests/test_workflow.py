@@ -74,9 +74,9 @@ def test_editing_one_benchmarks_sampling_reruns_only_its_evaluations(study, tmp_
     run = snakemake(workdir, "--configfile", str(edited), "-n")
     assert run.returncode == 0, run.stderr[-3000:]
     counts = job_counts(run.stdout + run.stderr)
-    # student, teacher, the SFT model, the experiment and the sweep's three points are evaluated
-    # on "hard"; nothing retrains
-    assert counts == {"eval_model": 7, "sweep_point": 3, "sweep_table": 1, "probe_teachers": 1, "tables": 1,
+    # student, teacher, the SFT model, the experiment and the sweep's three points (two seeds
+    # each) are evaluated on "hard"; nothing retrains
+    assert counts == {"eval_model": 10, "sweep_point": 3, "sweep_table": 1, "probe_teachers": 1, "tables": 1,
                       "all": 1}, counts
     log = run.stdout + run.stderr
     assert "output: results/eval/student/hard.json" in log
@@ -93,7 +93,31 @@ def test_sweep_points_are_experiments_with_a_table(study):
     assert "objective.kind=sampled" in table
     assert "\\begin{tabular}" in (workdir / "results/sweeps/k/table.tex").read_text()
     summary = json.loads((workdir / "results/summary.json").read_text())
-    assert {"k.k-1", "k.k-2", "k.sampled"} <= set(summary["experiments"])
+    assert {"k.k-1", "k.k-2", "k.sampled", "k.k-1.seed1", "k.sampled.seed1"} <= set(summary["experiments"])
+
+
+def test_seeds_run_separately_and_report_their_spread(study):
+    workdir, _ = study
+    summary = json.loads((workdir / "results/summary.json").read_text())
+    runs = {"k.sampled": 0, "k.sampled.seed1": 1}
+    logs = {}
+    for name, seed in runs.items():
+        logs[name] = (workdir / f"results/opd/{name}/train_log.jsonl").read_text()
+        stamp = json.loads((workdir / f"results/runs/opd/{name}/fingerprint.json").read_text())
+        assert stamp["settings"]["seed"] == seed
+    assert logs["k.sampled"] != logs["k.sampled.seed1"]  # other prompts and rollouts
+    exp = summary["experiments"]["k.sampled"]
+    assert exp["seed_runs"] == {"0": "k.sampled", "1": "k.sampled.seed1"}
+    after = exp["seeds"]["benchmarks"]["hard"]["acc_after"]
+    assert after["per_seed"] == {str(s): summary["experiments"][n]["benchmarks"]["hard"]["acc_after"]
+                                 for n, s in runs.items()}
+    assert after["mean"] == pytest.approx(sum(after["per_seed"].values()) / 2)
+    assert summary["experiments"]["k.sampled.seed1"]["seed_of"] == "k.sampled"
+    point = summary["sweeps"]["k"]["points"]["sampled"]
+    assert point["seeds"]["benchmarks"]["hard"]["acc_after"] == after
+    assert "| k.sampled.seed1 |" not in (workdir / "results/tables/experiments.md").read_text()
+    assert re.search(r"\| sampled \| objective.kind=sampled \| hard \| [0-9.]+ \| [0-9.]+ ± [0-9.]+ \|",
+                     (workdir / "results/sweeps/k/table.md").read_text())
 
 
 def test_probe_ranks_teachers_and_figures_are_drawn(study):
@@ -111,7 +135,7 @@ def test_probe_ranks_teachers_and_figures_are_drawn(study):
     assert set(summary["sweeps"]) == {"k"} and set(summary["probes"]) == {"teachers"}
     assert set(summary["continuations"]) == {"cont"} and "rollout_auroc" in summary["analyses"]
     auroc = json.loads((workdir / "results/analysis/rollout_auroc.json").read_text())
-    assert set(auroc) == {"distilled", "k.k-1", "k.k-2", "k.sampled"}
+    assert set(auroc) == {"distilled", "k.k-1", "k.k-2", "k.sampled", "k.k-1.seed1", "k.k-2.seed1", "k.sampled.seed1"}
     assert auroc["distilled"]["rollouts"] == 2 * 2 * 2  # steps x prompts x n
     for group in ("section_none", "sweep_k"):
         assert (workdir / f"results/figures/{group}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -128,8 +152,8 @@ def test_editing_one_sweep_point_reruns_only_that_point(study, tmp_path, edit):
     run = snakemake(workdir, "--configfile", str(write_config(tmp_path / "edited.yaml", config)), "-n")
     assert run.returncode == 0, run.stderr[-3000:]
     counts = job_counts(run.stdout + run.stderr)
-    assert counts == {"opd_train": 1, "eval_model": 2, "sweep_point": 1, "sweep_table": 1, "figure": 1, "tables": 1,
-                      "rollout_auroc": 1, "all": 1}, counts
+    assert counts == {"opd_train": 2, "eval_model": 4, "sweep_point": 1, "sweep_table": 1, "figure": 1, "tables": 1,
+                      "rollout_auroc": 1, "all": 1}, counts  # the point's two seeds
     point = "k.k-3" if edit == "grid_value" else "k.sampled"
     assert f"output: results/opd/{point}/model" in run.stdout + run.stderr
 

@@ -82,8 +82,9 @@ def tiny_config() -> dict:
                                 "num_prompts": 4, "max_new_tokens": 16, "k": 4}},
         "continuations": {"cont": {"student": "student", "teacher": "teacher", "benchmark": "hard",
                                    "prefix_tokens": [0, 4], "num_problems": 4, "n": 1, "max_new_tokens": 24}},
-        # an ablation: two grid points and one named point, each a small OPD run from "distilled"
-        "sweeps": {"k": {"base": "distilled", "grid": {"objective.k": [1, 2]},
+        # an ablation: two grid points and one named point, each a small OPD run from "distilled",
+        # each with two seeds
+        "sweeps": {"k": {"base": "distilled", "grid": {"objective.k": [1, 2]}, "seeds": [0, 1],
                          "points": {"sampled": {"objective.kind": "sampled"}}}},
         "eval": {"prompt_template": "{problem}", "batch_size": 16,
                  "sampling": {"n": 2, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 24}},

@@ -83,11 +83,12 @@ def validate_config(config: dict, schema: dict, rule_names: tuple[str, ...] = ()
     config.update(unshared)
     _check_schema(config, schema)
     origin = expand_sweeps(config)
+    origin.update(expand_seeds(config))
     try:
         _check_schema(config, schema)  # the points, with their overrides
     except ConfigError as e:
         point = next((p for p in origin if str(e).startswith(f"config.experiments.{p}.")), None)
-        raise ConfigError(f"{e} (a point of config.sweeps.{origin[point]})" if point else str(e)) from None
+        raise ConfigError(f"{e} (made by config.{origin[point]})" if point else str(e)) from None
     _check_finite(config, [])
     _check_sources(config)
     _check_references(config, rule_names)
@@ -223,8 +224,42 @@ def expand_sweeps(config: dict) -> dict[str, str]:
                 continue  # the base experiment itself: its run serves this point (see point_experiment)
             if point in config["experiments"]:
                 raise ConfigError(f"{_key(['sweeps', name])}: point {point!r} is also an experiment's name")
+            if sweep.get("seeds"):
+                entry["seeds"] = list(sweep["seeds"])
             config["experiments"][point] = entry
-            origin[point] = name
+            origin[point] = f"sweeps.{name}"
+    return origin
+
+
+def seed_run(experiment: str, seed: int) -> str:
+    return f"{experiment}.seed{seed}"
+
+
+def seed_runs(config: dict) -> dict[str, dict[int, str]]:
+    """{experiment: {seed: run}} for the experiments with ``seeds``; the first seed's run
+    is the experiment itself. With ``all_seeds`` false, only that run."""
+    every = config.get("all_seeds", True)
+    return {name: {s: name if i == 0 else seed_run(name, s) for i, s in enumerate(e["seeds"][:None if every else 1])}
+            for name, e in config["experiments"].items() if e.get("seeds")}
+
+
+def expand_seeds(config: dict) -> dict[str, str]:
+    """An experiment with ``seeds`` [s0, s1, ...] trains with ``train.seed`` s0, and a copy
+    named ``<experiment>.seed<s>`` trains with each other seed (a copy's own ``seeds`` is
+    null, so it is one run). Returns {copy: what made it}."""
+    origin = {}
+    for name, runs in seed_runs(config).items():
+        entry = config["experiments"][name]
+        entry.setdefault("train", {})["seed"] = entry["seeds"][0]
+        for seed, run in list(runs.items())[1:]:
+            if run in config["experiments"]:
+                raise ConfigError(f"{_key(['experiments', name, 'seeds'])}: seed {seed}'s run {run!r} is also an "
+                                  "experiment's name")
+            copy_ = copy.deepcopy(entry)
+            copy_["seeds"] = None
+            copy_["train"]["seed"] = seed
+            config["experiments"][run] = copy_
+            origin[run] = f"experiments.{name}.seeds"
     return origin
 
 
@@ -287,6 +322,9 @@ def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
             if model not in models:
                 where = ["probes", name, "student"] if i == 0 else ["probes", name, "teachers", i - 1]
                 raise ConfigError(f"{_key(where)}: no model named {model!r}")
+        for i, b in enumerate(probe["verdict"]["benchmarks"]):
+            if b not in config["benchmarks"]:
+                raise ConfigError(f"{_key(['probes', name, 'verdict', 'benchmarks', i])}: no benchmark named {b!r}")
         if probe["prompts"] not in data:
             raise ConfigError(f"{_key(['probes', name, 'prompts'])}: no prompt set or benchmark named "
                               f"{probe['prompts']!r}")

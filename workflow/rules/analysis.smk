@@ -15,7 +15,8 @@ rule probe_teachers:
         student=lambda wc: f"{config['probes'][wc.probe]['student']}={model_source(config['probes'][wc.probe]['student'])}",
         teachers=lambda wc: " ".join(f"--teacher {t}={model_source(t)}" for t in config["probes"][wc.probe]["teachers"]),
         settings=lambda wc: as_json({k: config["probes"][wc.probe][k]
-                                     for k in ("num_prompts", "n", "temperature", "max_new_tokens", "k", "seed")}),
+                                     for k in ("num_prompts", "n", "temperature", "max_new_tokens", "k", "seed",
+                                               "verdict")}),
         template=lambda wc: config["probes"][wc.probe]["prompt_template"] or config["eval"]["prompt_template"],
         flags=lambda wc: " ".join([model_flags(config["probes"][wc.probe]["student"]),
                                    *(trust_flag(t, f"--trusted-teacher {t}") for t in config["probes"][wc.probe]["teachers"])]),

@@ -16,6 +16,7 @@ from opd.config import (  # noqa: E402
     resources_for,
     point_experiment,
     sampling_for,
+    seed_runs,
     sweep_points,
     template_for,
     validate_config,
@@ -61,6 +62,8 @@ except ConfigError as e:
 BUILT_MODELS = [m for m, entry in config["models"].items() if "toy" in entry or "tiny" in entry]
 SWEEPS = {name: sweep_points(name, sweep) for name, sweep in config["sweeps"].items()}  # {sweep: {point: overrides}}
 EXPERIMENTS = list(config["experiments"])
+SEED_RUNS = seed_runs(config)  # {experiment: {seed: run}}; the first seed's run is the experiment
+OTHER_SEED_RUNS = {run for runs in SEED_RUNS.values() for run in list(runs.values())[1:]}
 SFT_RUNS = list(config["sft"])
 
 
@@ -231,18 +234,24 @@ def sweep_point_experiment(wc):
     return point_experiment(config, wc.sweep, f"{wc.sweep}.{wc.point}")
 
 
+def point_runs(wc):
+    """{seed: experiment} of a sweep point: one per seed, or the experiment alone."""
+    name = sweep_point_experiment(wc)
+    return SEED_RUNS.get(name) or {config["experiments"][name]["train"]["seed"]: name}
+
+
 def point_evals(wc):
     name = sweep_point_experiment(wc)
     e = config["experiments"][name]
     return {(m, b): f"results/eval/{m}/{b}.json" for b in experiment_benchmarks(name)
-            for m in (name, e["student"], e["teacher"])}
+            for m in (*point_runs(wc).values(), e["student"], e["teacher"])}
 
 
 def figure_groups():
     """Experiments per paper section, and each sweep's points: one figure each."""
     groups = {}
     for name, e in config["experiments"].items():
-        if not any(name in points for points in SWEEPS.values()):
+        if name not in OTHER_SEED_RUNS and not any(name in points for points in SWEEPS.values()):
             groups.setdefault(f"section_{e['section'] or 'none'}", []).append(name)
     for sweep, points in SWEEPS.items():
         groups[f"sweep_{sweep}"] = sorted({point_experiment(config, sweep, p) for p in points})

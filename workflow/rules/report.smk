@@ -10,21 +10,25 @@ rule tables:
         experiments=report("results/tables/experiments.md", caption="../report/table.rst", category="Tables"),
         summary="results/summary.json",
         sections=[f"results/tables/section_{s}.{ext}" for s in SECTIONS for ext in ("md", "tex")],
+        probes=[report("results/tables/probes.md", caption="../report/probe_check.rst", category="Teacher probe")]
+        if config["probes"] else [],
     params:
         evals=" ".join(f"--eval {m}:{b}:results/eval/{m}/{b}.json" for m, b in ALL_EVALS),
         base=" ".join(f"--base {m}:{b}" for m, b in BASE_EVAL),
         experiments=experiments_manifest(),
+        seeds=as_json(SEED_RUNS),
         sections=" ".join(f"--section {s}={','.join(names)}" for s, names in SECTIONS.items()),
         attach=" ".join(f"--attach {key}={path}" for key, path in SUMMARY_ATTACHMENTS.items()),
+        probe_table="--probe-table results/tables/probes.md" if config["probes"] else "",
     log:
         "logs/tables.log",
     localrule: True
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python {input.script:q} {params.evals} {params.base} --experiments {params.experiments:q} "
+        "python {input.script:q} {params.evals} {params.base} --experiments {params.experiments:q} --seeds {params.seeds:q} "
         "--table {output.table} --experiments-table {output.experiments} --summary {output.summary} "
-        "{params.sections} --section-dir results/tables {params.attach} > {log} 2>&1"
+        "{params.sections} --section-dir results/tables {params.attach} {params.probe_table} > {log} 2>&1"
 
 
 

@@ -3,17 +3,19 @@
 
 
 rule sweep_point:
-    """One sweep point: accuracies before/after/teacher, gap recovery, token-level metrics."""
+    """One sweep point: accuracies before/after/teacher, gap recovery, token-level metrics,
+    over the point's seeds."""
     input:
         evals=lambda wc: list(point_evals(wc).values()),
-        log=lambda wc: f"results/opd/{sweep_point_experiment(wc)}/train_log.jsonl",
+        logs=lambda wc: [f"results/opd/{run}/train_log.jsonl" for run in point_runs(wc).values()],
         script=script_path("make_sweep.py"),
     output:
         "results/sweeps/{sweep}/points/{point}.json",
     wildcard_constraints:
         sweep=one_of(SWEEPS),
     params:
-        experiment=sweep_point_experiment,
+        runs=lambda wc: " ".join(f"--run {seed}:{run}:results/opd/{run}/train_log.jsonl"
+                                 for seed, run in point_runs(wc).items()),
         evals=lambda wc: " ".join(f"--eval {m}:{b}:{p}" for (m, b), p in point_evals(wc).items()),
         spec=lambda wc: as_json({
             **{k: config["experiments"][sweep_point_experiment(wc)][k] for k in ("student", "teacher", "section")},
@@ -26,8 +28,8 @@ rule sweep_point:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python {input.script:q} point --experiment {params.experiment} --spec {params.spec:q} {params.evals} "
-        "--log {input.log} --out {output} > {log} 2>&1"
+        "python {input.script:q} point {params.runs} --spec {params.spec:q} {params.evals} "
+        "--out {output} > {log} 2>&1"
 
 
 rule sweep_table:

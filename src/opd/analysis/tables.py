@@ -104,23 +104,78 @@ def experiment_summary(name: str, spec: dict, results: dict[tuple[str, str], dic
     return out
 
 
+def spread(per_seed: dict) -> dict | None:
+    """Mean, sample standard deviation (0 for one seed), min and max of one value over
+    seeds; None when a seed has no value (e.g. a gap recovery without a teacher lead)."""
+    values = list(per_seed.values())
+    if not values or any(v is None for v in values):
+        return None
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return {"per_seed": dict(per_seed), "mean": mean, "sd": sd, "min": min(values), "max": max(values)}
+
+
+SEED_METRICS = ("acc_after", "gap_recovery")
+
+
+def over_seeds(runs: dict[int, dict]) -> dict:
+    """{seed: experiment summary} -> each accuracy, gap recovery and last-step token-level
+    metric with its per-seed values and spread (see :func:`spread`)."""
+    first = next(iter(runs.values()))
+    out = {"runs": len(runs), "benchmarks": {
+        b: {key: spread({s: r["benchmarks"][b][key] for s, r in runs.items()}) for key in SEED_METRICS}
+        for b in first["benchmarks"]}}
+    for key in first:
+        if key.endswith(("_first", "_last")) and isinstance(first[key], (int, float)):
+            out[key] = spread({s: r.get(key) for s, r in runs.items()})
+    return out
+
+
+def with_seeds(experiments: dict[str, dict], seed_runs: dict[str, dict]) -> dict[str, dict]:
+    """Each experiment with seeds gets ``seeds``: its runs' spread (:func:`over_seeds`) and
+    ``seed_runs``; the other seeds' runs are marked ``seed_of`` (tables show them in their
+    experiment's row, summary.json keeps them whole)."""
+    out = {name: dict(e) for name, e in experiments.items()}
+    for name, runs in seed_runs.items():
+        out[name]["seed_runs"] = {str(s): run for s, run in runs.items()}
+        out[name]["seeds"] = over_seeds({s: experiments[run] for s, run in runs.items()})
+        for run in list(runs.values())[1:]:
+            out[run]["seed_of"] = name
+    return out
+
+
+def _pm(stats: dict | None, value, scale: float = 100, digits: int = 1, unit: str = "") -> str:
+    """``mean ± sd`` over seeds when there are several, else the single value."""
+    if stats is not None and len(stats["per_seed"]) > 1:
+        return f"{scale * stats['mean']:.{digits}f} ± {scale * stats['sd']:.{digits}f}{unit}"
+    return "-" if value is None else f"{scale * value:.{digits}f}{unit}"
+
+
 def experiment_rows(experiments: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
-    """One row per experiment and benchmark: before, after, teacher, gap recovery, overlap."""
+    """One row per experiment and benchmark: before, after, teacher, gap recovery, overlap;
+    mean ± sd over an experiment's seeds, whose other runs have no rows of their own."""
     rows = []
     for name, e in experiments.items():
+        if e.get("seed_of"):
+            continue
+        seeds = e.get("seeds") or {}
         for b, m in e["benchmarks"].items():
-            gr = m["gap_recovery"]
+            over = seeds.get("benchmarks", {}).get(b, {})
             rows.append([name, f"{e['student']} <- {e['teacher']}", b, f"{100 * m['acc_before']:.1f}",
-                         f"{100 * m['acc_after']:.1f}", f"{100 * m['acc_teacher']:.1f}",
-                         "-" if gr is None else f"{100 * gr:.0f}%",
-                         _fmt(e.get("overlap_ratio_first")), _fmt(e.get("overlap_ratio_last"))])
+                         _pm(over.get("acc_after"), m["acc_after"]), f"{100 * m['acc_teacher']:.1f}",
+                         _pm(over.get("gap_recovery"), m["gap_recovery"], digits=0, unit="%"),
+                         _fmt(e.get("overlap_ratio_first")),
+                         _pm(seeds.get("overlap_ratio_last"), e.get("overlap_ratio_last"), 1, 3),
+                         str(seeds.get("runs", 1))])
     header = ["experiment", "student <- teacher", "benchmark", "before", "after", "teacher", "gap recovery",
-              "overlap first", "overlap last"]
+              "overlap first", "overlap last", "seeds"]
     return header, rows
 
 
 EXPERIMENTS_NOTE = ("Accuracies are avg@n in percent. Gap recovery = (after - before) / (teacher - before); "
-                    "'-' where the teacher is not ahead. Overlap: top-k overlap ratio at the first and last step.")
+                    "'-' where the teacher is not ahead. Overlap: top-k overlap ratio at the first and last step. "
+                    "With several seeds: mean ± sample standard deviation over the seeds' runs "
+                    "(overlap first: the first seed's).")
 
 
 def experiments_table(experiments: dict[str, dict], title: str = "OPD experiments") -> str:
@@ -141,15 +196,41 @@ SWEEP_METRICS = (("overlap_ratio_last", "overlap"), ("overlap_mass_student_last"
 
 def sweep_rows(points: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     """One row per point and benchmark: what changed, accuracies, gap recovery and the
-    token-level metrics at the last step."""
+    token-level metrics at the last step (mean ± sd over the point's seeds)."""
     header = ["point", "settings", "benchmark", "before", "after", "teacher", "gap recovery",
-              *(label for _, label in SWEEP_METRICS)]
+              *(label for _, label in SWEEP_METRICS), "seeds"]
     rows = []
     for name, p in points.items():
         settings = ", ".join(f"{k}={v}" for k, v in p["overrides"].items())
+        seeds = p.get("seeds") or {}
         for b, m in p["benchmarks"].items():
-            gr = m["gap_recovery"]
-            rows.append([name, settings, b, f"{100 * m['acc_before']:.1f}", f"{100 * m['acc_after']:.1f}",
-                         f"{100 * m['acc_teacher']:.1f}", "-" if gr is None else f"{100 * gr:.0f}%",
-                         *(_fmt(p.get(key)) for key, _ in SWEEP_METRICS)])
+            over = seeds.get("benchmarks", {}).get(b, {})
+            rows.append([name, settings, b, f"{100 * m['acc_before']:.1f}",
+                         _pm(over.get("acc_after"), m["acc_after"]), f"{100 * m['acc_teacher']:.1f}",
+                         _pm(over.get("gap_recovery"), m["gap_recovery"], digits=0, unit="%"),
+                         *(_pm(seeds.get(key), p.get(key), 1, 3) for key, _ in SWEEP_METRICS),
+                         str(seeds.get("runs", 1))])
     return header, rows
+
+
+def probe_table(probes: dict[str, dict]) -> str:
+    """Each probe's verdicts beside what OPD from each teacher did (``outcomes`` of
+    :func:`opd.analysis.probe.check_probe`)."""
+    def yes_no(value) -> str:
+        return "-" if value is None else ("yes" if value else "no")
+
+    rows = []
+    for name, probe in probes.items():
+        for teacher in probe["ranking"]:
+            o = probe["outcomes"][teacher]
+            runs = o["experiments"] or {"-": {"outcome": "not run", "holds": None}}
+            for experiment, seen in runs.items():
+                rows.append([name, teacher, yes_no(o["compatible"]), yes_no(o["to_teach"]), o["predicted"],
+                             experiment, seen["outcome"], yes_no(seen["holds"])])
+    header = ["probe", "teacher", "compatible", "something to teach", "predicted", "experiment", "outcome",
+              "prediction holds"]
+    return ("# Teacher probes: predictions and outcomes\n\n" + markdown_table(header, rows)
+            + "\nOutcome of OPD from that teacher (the mean over seeds where there are several): transfers (a gain "
+            "of at least the probe's min_lead on a target benchmark the teacher leads), collapse (a loss as large "
+            "on any benchmark) or nothing learnt. The prediction holds when a teacher predicted to transfer did and "
+            "one predicted not to did not.\n")
