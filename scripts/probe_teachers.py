@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from opd.analysis.probe import rank, student_rollouts, teacher_scores, verdict  # noqa: E402
-from opd.analysis.tables import markdown_table  # noqa: E402
+from opd.analysis.tables import markdown_table, yes_no  # noqa: E402
 from opd.data import read_problems, render_prompt  # noqa: E402
 from opd.io import read_json, write_json, write_text  # noqa: E402
 from opd.models import load_model, load_tokenizer, same_tokenizer  # noqa: E402
@@ -79,10 +79,6 @@ def main() -> None:
     write_json(args.out, {"student": student_name, "settings": settings, "ranking": ranking, "scores": scores,
                           "accuracy_lead": leads, "verdicts": verdicts, "verdict_settings": judge})
     benchmarks = sorted(accuracy)
-
-    def yes_no(value) -> str:
-        return "-" if value is None else ("yes" if value else "no")
-
     rows = [[str(i + 1), t, *(f"{scores[t][key]:.3f}" if scores[t].get(key) is not None else "-" for key, _ in COLUMNS),
              *(f"{100 * leads[t][b]:+.1f}" if b in leads[t] else "-" for b in benchmarks),
              yes_no(verdicts[t]["compatible"]), yes_no(verdicts[t]["to_teach"]), verdicts[t]["predicted"]]

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from opd.grading import Grader, extract_boxed
+from opd.grading import Grade, Grader, extract_boxed
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,16 @@ def test_power_tower_is_cut_at_the_time_limit_and_grading_goes_on(grader):
     assert not g.correct and g.status in {"timeout", "ok", "error"}
     assert time.perf_counter() - start < 2 + 3
     assert grader.grade("\\boxed{\\frac{2}{4}}", "1/2").correct  # a fresh worker took over
+
+
+def test_a_worker_started_after_a_timeout_does_not_charge_its_start_to_the_next_answer():
+    """Starting a worker (imports, math-verify's first call) takes longer than this limit;
+    charged to the answer that waits for it, every answer after a timeout would time out
+    too and restart the worker again."""
+    with Grader(timeout_s=0.15) as g:
+        assert g.grade("\\boxed{9^{9^{9^{9}}}}", "3").status == "timeout"
+        for _ in range(3):
+            assert g.grade("\\boxed{\\frac{2}{4}}", "1/2") == Grade(True, "ok", "\\frac{2}{4}")
 
 
 def test_megabyte_answer_is_graded_within_the_time_limit():

@@ -55,6 +55,8 @@ class Grade:
 def _worker(conn, math_timeout: int) -> None:
     from math_verify import parse, verify
 
+    # math-verify builds its parsers on the first call (a few hundred ms): not an answer's cost
+    verify(parse("\\boxed{1}"), parse("\\boxed{\\frac{2}{2}}"))
     conn.send("ready")
     while True:
         msg = conn.recv()
@@ -123,7 +125,8 @@ class Grader:
             proc.join()
 
     def grade(self, response: str, gold: str) -> Grade:
-        """The extraction is charged to the same time limit as the check."""
+        """The extraction is charged to the same time limit as the check; starting a
+        worker (after a timeout killed the last one) is not."""
         t0 = time.monotonic()
         answer = extract_boxed(response)
         if answer is None:
@@ -135,10 +138,11 @@ class Grader:
             return Grade(True, "ok", answer)
         if _INTEGER.fullmatch(a) and _INTEGER.fullmatch(g):  # no CAS needed for two integers
             return Grade(int(a) == int(g), "ok", answer)
+        spent = time.monotonic() - t0
         if self._proc is None or not self._proc.is_alive():
             self._start()
         self._conn.send((gold, answer))
-        if not self._conn.poll(max(0.0, self.timeout_s - (time.monotonic() - t0))):
+        if not self._conn.poll(max(0.0, self.timeout_s - spent)):
             self._kill()
             return Grade(False, "timeout", answer[:100])
         try:

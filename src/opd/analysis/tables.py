@@ -213,12 +213,13 @@ def sweep_rows(points: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
 def probe_table(probes: dict[str, dict]) -> str:
     """Each probe's verdicts beside what OPD from each teacher did (``outcomes`` of
     :func:`opd.analysis.probe.check_probe`)."""
-    def yes_no(value) -> str:
-        return "-" if value is None else ("yes" if value else "no")
-
     rows = []
     for name, probe in probes.items():
         for teacher in probe["ranking"]:
