@@ -32,7 +32,8 @@ def test_default_config_validates_and_gets_defaults(toy, schema):
     cfg = validate_config(toy, schema)
     assert cfg["models"]["student"]["trust_remote_code"] is False
     assert cfg["models"]["student"]["toy"]["layers"] == 2
-    assert cfg["eval"]["grading"]["timeout_s"] == 5
+    assert cfg["eval"]["grading"]["timeout_s"] == 1
+    assert cfg["seed_runs"] == "first" and not any(".seed" in name for name in cfg["experiments"])
     assert len(base_eval_pairs(cfg)) == len(cfg["models"]) * len(cfg["benchmarks"])
 
 
@@ -178,8 +179,16 @@ def test_sweep_points_become_experiments(toy, schema):
     assert cfg["experiments"]["k.sampled"]["objective"]["kind"] == "sampled"
 
 
-def test_seeds_expand_into_one_run_per_seed(toy, schema):
+def without_seeds(toy: dict) -> dict:
     cfg = copy.deepcopy(toy)
+    cfg["seed_runs"] = "all"
+    for e in cfg["experiments"].values():
+        e.pop("seeds", None)
+    return cfg
+
+
+def test_seeds_expand_into_one_run_per_seed(toy, schema):
+    cfg = without_seeds(toy)
     cfg["experiments"]["opd_new_skill"]["seeds"] = [5, 1, 2]
     cfg["sweeps"] = {"k": {"base": "opd_new_skill", "seeds": [0, 3], "points": {"top4": {"objective.k": 4}}}}
     validate_config(cfg, schema)
@@ -195,8 +204,8 @@ def test_seeds_expand_into_one_run_per_seed(toy, schema):
         {k: v for k, v in exps["opd_new_skill"]["train"].items() if k != "seed"}
     assert exps["k.top4.seed3"]["objective"]["k"] == 4
     assert exps["reverse_to_base"]["student"] == "opd_new_skill"  # later experiments use the first seed's run
-    quick = copy.deepcopy(toy)
-    quick["all_seeds"] = False
+    quick = without_seeds(toy)
+    quick["seed_runs"] = "first"
     quick["experiments"]["opd_new_skill"]["seeds"] = [5, 1, 2]
     validate_config(quick, schema)
     # the sweep's points are copies of their base, seeds included
@@ -218,7 +227,7 @@ def test_bad_seeds_are_refused(toy, schema, seeds, message):
 
 
 def test_a_seed_run_named_like_an_experiment_is_refused(toy, schema):
-    cfg = copy.deepcopy(toy)
+    cfg = without_seeds(toy)
     cfg["experiments"]["opd_new_skill"]["seeds"] = [0, 1]
     cfg["experiments"]["opd_new_skill.seed1"] = copy.deepcopy(cfg["experiments"]["opd_same_pipeline"])
     with pytest.raises(ConfigError, match=r"config.experiments.opd_new_skill.seeds: seed 1's run "

@@ -237,8 +237,8 @@ def seed_run(experiment: str, seed: int) -> str:
 
 def seed_runs(config: dict) -> dict[str, dict[int, str]]:
     """{experiment: {seed: run}} for the experiments with ``seeds``; the first seed's run
-    is the experiment itself. With ``all_seeds`` false, only that run."""
-    every = config.get("all_seeds", True)
+    is the experiment itself. With ``seed_runs: first``, only that run."""
+    every = config.get("seed_runs", "all") == "all"
     return {name: {s: name if i == 0 else seed_run(name, s) for i, s in enumerate(e["seeds"][:None if every else 1])}
             for name, e in config["experiments"].items() if e.get("seeds")}
 
