@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Ablation sweeps. `point`: one point's accuracies before/after/teacher, gap recovery and
-token-level metrics (JSON), with their spread when the point ran with several seeds. `table`: a sweep's points as markdown, LaTeX and JSON."""
+token-level metrics (JSON), with their spread when the point ran with several seeds.
+`table`: a sweep's points as markdown, LaTeX and JSON."""
 import argparse
 import json
 import sys
