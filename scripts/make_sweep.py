@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from opd.analysis.tables import experiment_summary, latex_table, markdown_table, over_seeds, sweep_rows  # noqa: E402
+from opd.analysis.tables import experiment_summary, latex_table, markdown_table, sweep_rows, with_seeds  # noqa: E402
 from opd.io import read_json, read_jsonl, write_json, write_text  # noqa: E402
 
 
@@ -19,16 +19,16 @@ def point(args) -> None:
     for item in args.eval:
         model, benchmark, path = item.split(":", 2)
         results[(model, benchmark)] = read_json(path)
-    runs = {}
+    runs, summaries = {}, {}
     for item in args.run:
         seed, experiment, log = item.split(":", 2)
-        runs[seed] = (experiment, experiment_summary(experiment, spec, results, read_jsonl(log)))
-    experiment, summary = next(iter(runs.values()))
+        runs[seed] = experiment
+        summaries[experiment] = experiment_summary(experiment, spec, results, read_jsonl(log))
+    experiment = next(iter(runs.values()))
+    summary = with_seeds(summaries, {experiment: runs} if len(runs) > 1 else {})[experiment]
     out = {"experiment": experiment, "overrides": spec["overrides"], **summary}
     if len(runs) > 1:
-        out["seed_runs"] = {seed: name for seed, (name, _) in runs.items()}
-        out["seeds"] = over_seeds({seed: s for seed, (_, s) in runs.items()})
-        out["per_seed"] = {seed: s for seed, (_, s) in runs.items()}
+        out["per_seed"] = {seed: summaries[run] for seed, run in runs.items()}
     write_json(args.out, out)
 
 

@@ -113,9 +113,11 @@ def check_probe(probe: dict, experiments: dict[str, dict]) -> dict[str, dict]:
                 and e["student"] == probe["student"] and e["teacher"] == teacher}
         observed = {}
         for name, e in runs.items():
-            benchmarks = {b: {**m, "acc_after": ((e.get("seeds") or {}).get("benchmarks", {}).get(b, {})
-                                                 .get("acc_after") or {"mean": m["acc_after"]})["mean"]}
-                          for b, m in e["benchmarks"].items()}
+            over = (e.get("seeds") or {}).get("benchmarks", {})
+            benchmarks = {}
+            for b, m in e["benchmarks"].items():
+                mean = (over.get(b) or {}).get("acc_after")
+                benchmarks[b] = {**m, "acc_after": mean["mean"]} if mean else m
             outcome = observed_outcome(benchmarks, targets, min_lead)
             observed[name] = {"outcome": outcome, "holds": prediction_holds(v["predicted"], outcome)}
         out[teacher] = {**v, "experiments": observed}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import statistics
 
 
 def accuracy_key(metrics: dict) -> str:
@@ -110,9 +111,9 @@ def spread(per_seed: dict) -> dict | None:
     values = list(per_seed.values())
     if not values or any(v is None for v in values):
         return None
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return {"per_seed": dict(per_seed), "mean": mean, "sd": sd, "min": min(values), "max": max(values)}
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"per_seed": dict(per_seed), "mean": statistics.fmean(values), "sd": sd, "min": min(values),
+            "max": max(values)}
 
 
 SEED_METRICS = ("acc_after", "gap_recovery")
