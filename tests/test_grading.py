@@ -1,7 +1,11 @@
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from opd import grading
 from opd.grading import Grade, Grader, extract_boxed
 
 
@@ -117,10 +121,34 @@ def test_timeout_out_of_range_is_refused_and_close_is_safe_when_the_worker_never
         Grader(timeout_s=1e9)
     g = Grader(timeout_s=1)
 
-    def fail(self):
+    def fail(*args, **kwargs):
         raise OSError("cannot start a process")
-    monkeypatch.setattr(g._ctx.Process, "start", fail)
+    monkeypatch.setattr(grading.subprocess, "Popen", fail)
     with pytest.raises(OSError):
         g.grade("\\boxed{\\frac{1}{2}}", "0.5")
     g.close()  # neither AttributeError nor a hang
     g.close()
+
+
+def test_a_worker_killed_from_outside_is_replaced(grader):
+    assert grader.grade("\\boxed{\\frac{2}{4}}", "1/2").correct  # the worker is up
+    grader._proc.kill()
+    grader._proc.wait()
+    assert grader.grade("\\boxed{\\frac{3}{6}}", "1/2") == Grade(True, "ok", "\\frac{3}{6}")
+
+
+def test_the_worker_does_not_rerun_the_callers_script(tmp_path):
+    """A ``multiprocessing`` spawn re-imports the main module in the child: a training
+    script's torch and transformers, seconds of CPU at every (re)start of the worker."""
+    marker = tmp_path / "imports"
+    script = tmp_path / "caller.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(grading.__file__).parents[1])!r})\n"
+        f"open({str(marker)!r}, 'a').write('imported;')\n"
+        "from opd.grading import Grader\n"
+        "if __name__ == '__main__':\n"
+        "    with Grader(timeout_s=5) as g:\n"
+        "        assert g.grade('\\\\boxed{\\\\frac{1}{2}}', '0.5').correct\n")
+    subprocess.run([sys.executable, str(script)], check=True, timeout=120)
+    assert marker.read_text() == "imported;"

@@ -9,13 +9,17 @@ restarted when it overruns: one bad answer costs at most ``timeout_s`` and is ma
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
+import os
 import re
+import select
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
 STARTUP_TIMEOUT_S = 120.0
-MAX_TIMEOUT_S = 3600.0  # beyond it the pipe's poll overflows; no answer needs an hour
+MAX_TIMEOUT_S = 3600.0  # no answer needs an hour
 
 
 _BRACES = re.compile(r"\\boxed\{|[{}]")
@@ -52,36 +56,39 @@ class Grade:
     answer: str | None
 
 
-def _worker(conn, math_timeout: int) -> None:
+def _serve(math_timeout: int) -> None:
+    """The worker: one JSON ``[gold, answer]`` per line in, one ``[status, value]`` line out."""
+    replies, sys.stdout = sys.stdout, sys.stderr  # a stray print must not corrupt a reply
     from math_verify import parse, verify
 
     # math-verify builds its parsers on the first call (a few hundred ms): not an answer's cost
     verify(parse("\\boxed{1}"), parse("\\boxed{\\frac{2}{2}}"))
-    conn.send("ready")
-    while True:
-        msg = conn.recv()
-        if msg is None:
-            return
-        gold, answer = msg
+    print('"ready"', file=replies, flush=True)
+    for line in sys.stdin:
+        gold, answer = json.loads(line)
         try:
             g = parse(f"\\boxed{{{gold}}}", parsing_timeout=math_timeout)
             p = parse(f"\\boxed{{{answer}}}", parsing_timeout=math_timeout)
-            conn.send(("ok", bool(g and p and verify(g, p, timeout_seconds=math_timeout))))
+            reply = ["ok", bool(g and p and verify(g, p, timeout_seconds=math_timeout))]
         except Exception as e:  # math-verify raises on some inputs; a grade must come back
-            conn.send(("error", repr(e)[:200]))
+            reply = ["error", repr(e)[:200]]
+        print(json.dumps(reply), file=replies, flush=True)
 
 
 class Grader:
-    """Use as a context manager; ``grade(response, gold)`` returns a :class:`Grade`."""
+    """Use as a context manager; ``grade(response, gold)`` returns a :class:`Grade`.
+
+    The worker is this file run as a script, not a ``multiprocessing`` child: a spawned
+    child re-imports the caller's main module (torch, transformers: seconds of CPU) on
+    every restart, and a forked one would inherit torch's threads."""
 
     def __init__(self, timeout_s: float = 5.0, max_answer_chars: int = 1000):
         if not 0 < timeout_s <= MAX_TIMEOUT_S:
             raise ValueError(f"grading timeout_s must be in (0, {MAX_TIMEOUT_S:g}], got {timeout_s}")
         self.timeout_s = timeout_s
         self.max_answer_chars = max_answer_chars
-        self._ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
-        self._proc = None
-        self._conn = None
+        self._proc: subprocess.Popen | None = None
+        self._pending = b""
 
     def __enter__(self) -> "Grader":
         return self
@@ -90,39 +97,51 @@ class Grader:
         self.close()
 
     def _start(self) -> None:
-        parent, child = self._ctx.Pipe()
         math_timeout = max(1, int(self.timeout_s))
-        self._proc = self._ctx.Process(target=_worker, args=(child, math_timeout), daemon=True)
-        self._proc.start()
-        self._conn = parent
+        # -P: this file's folder (opd/io.py, opd/config.py ...) must not shadow the standard library
+        self._proc = subprocess.Popen([sys.executable, "-P", __file__, str(math_timeout)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self._pending = b""
         # imports are not charged to the first answer's time limit
-        try:
-            ready = parent.poll(STARTUP_TIMEOUT_S) and parent.recv() == "ready"
-        except EOFError:
-            ready = False
-        if not ready:
+        if self._reply(STARTUP_TIMEOUT_S) != "ready":
             self._kill()
             raise RuntimeError("the grading worker did not start")
+
+    def _reply(self, timeout: float):
+        """The worker's next line, decoded; None if none came within ``timeout`` or it died."""
+        deadline = time.monotonic() + timeout
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:  # EOF: the worker died (e.g. out of memory)
+                return None
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return json.loads(line)
 
     def close(self) -> None:
         """Stop the worker; safe to call at any point, also when it never started."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.pid is None:  # not started (or start() itself failed)
+        if proc is None:
             return
         try:
-            self._conn.send(None)
-            proc.join(timeout=2)
-        except (BrokenPipeError, OSError):
-            pass
-        if proc.is_alive():
+            proc.stdin.close()  # end of input: the worker returns
+            proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
             proc.kill()
-            proc.join()
+            proc.wait()
+        proc.stdout.close()
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.pid is not None:
+        if proc is not None:
             proc.kill()
-            proc.join()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                pipe.close()
 
     def grade(self, response: str, gold: str) -> Grade:
         """The extraction is charged to the same time limit as the check; starting a
@@ -139,17 +158,23 @@ class Grader:
         if _INTEGER.fullmatch(a) and _INTEGER.fullmatch(g):  # no CAS needed for two integers
             return Grade(int(a) == int(g), "ok", answer)
         spent = time.monotonic() - t0
-        if self._proc is None or not self._proc.is_alive():
+        if self._proc is None or self._proc.poll() is not None:
             self._start()
-        self._conn.send((gold, answer))
-        if not self._conn.poll(max(0.0, self.timeout_s - spent)):
-            self._kill()
-            return Grade(False, "timeout", answer[:100])
         try:
-            status, value = self._conn.recv()
-        except EOFError:  # the worker died (e.g. out of memory): restart it next time
+            self._proc.stdin.write((json.dumps([gold, answer]) + "\n").encode())
+        except OSError:  # the worker died since its last answer
             self._kill()
             return Grade(False, "error", answer[:100])
+        reply = self._reply(max(0.0, self.timeout_s - spent))
+        if reply is None:  # over the limit, or the worker died: restart it next time
+            timed_out = self._proc.poll() is None
+            self._kill()
+            return Grade(False, "timeout" if timed_out else "error", answer[:100])
+        status, value = reply
         if status == "error":
             return Grade(False, "error", answer[:100])
         return Grade(value, "ok", answer[:100])
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))
