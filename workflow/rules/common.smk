@@ -67,6 +67,27 @@ OTHER_SEED_RUNS = {run for runs in SEED_RUNS.values() for run in list(runs.value
 SFT_RUNS = list(config["sft"])
 
 
+def runs_after():
+    """For each model and training run: the longest chain of training runs (SFT, OPD) that
+    starts from it. As the training jobs' priority, the long chains start first and the DAG
+    does not end on one long chain while the other cores wait."""
+    users = {}
+    for run, entry in {**config["experiments"], **config["sft"]}.items():
+        for used in {entry["student"], entry["teacher"]}:
+            users.setdefault(used, []).append(run)
+    after = {}
+
+    def chain(name):  # the config has no cycles (validate_config refuses them)
+        if name not in after:
+            after[name] = max((1 + chain(run) for run in users.get(name, [])), default=0)
+        return after[name]
+
+    return {name: chain(name) for name in [*config["models"], *config["sft"], *config["experiments"]]}
+
+
+RUNS_AFTER = runs_after()
+
+
 def one_of(names):
     """A wildcard pattern matching exactly these names (or nothing)."""
     return "|".join(map(re.escape, names)) or "(?!x)x"
