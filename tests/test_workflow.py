@@ -250,6 +250,35 @@ def test_each_model_decides_its_own_remote_code(tmp_path):
     assert all(("--trust-remote-code" in e) == ("org/teacher " not in e) for e in evals)
 
 
+def job_priorities(output: str) -> dict[tuple[str, str], int]:
+    """(rule, wildcards) -> the priority a dry run prints (none printed: 0)."""
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", output)
+    out = {}
+    for b in blocks:
+        if m := re.match(r"(?:local)?rule (\w+):", b):
+            wildcards = re.search(r"\n\s+wildcards: (.*)", b)
+            priority = re.search(r"\n\s+priority: (\d+)", b)
+            out[m.group(1), wildcards.group(1) if wildcards else ""] = int(priority.group(1)) if priority else 0
+    return out
+
+
+def test_training_jobs_that_start_the_longest_chains_come_first(tmp_path):
+    """The toy study's chains: a base model, an OPD run, a run distilled from that one; a
+    teacher's rollouts, the cold start, OPD after it."""
+    run = snakemake(tmp_path, "-n")
+    assert run.returncode == 0, run.stderr[-3000:]
+    priorities = job_priorities(run.stdout)
+    assert {m: priorities["prepare_model", f"model={m}"] for m in
+            ("student", "teacher_new_skill", "teacher_other_format", "teacher_same_pipeline")} == \
+        {"student": 3, "teacher_new_skill": 3, "teacher_other_format": 3, "teacher_same_pipeline": 2}
+    assert priorities["teacher_rollouts", "sft=student_coldstart"] == 3
+    assert priorities["sft", "sft=student_coldstart"] == 2
+    assert priorities["opd_train", "experiment=opd_new_skill"] == 2  # reverse distillation follows it
+    assert priorities["opd_train", "experiment=reverse_to_base"] == 1
+    assert priorities["opd_train", "experiment=objective.top4"] == 1
+    assert priorities["eval_model", "model=objective.top4, benchmark=shared"] == 0
+
+
 def test_command_line_config_alone_edits_the_default_study(tmp_path):
     run = snakemake(tmp_path, "-n", "--config", "base_eval={'models': ['student'], 'benchmarks': ['shared']}")
     assert run.returncode == 0, run.stderr[-3000:]

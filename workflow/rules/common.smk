@@ -67,25 +67,26 @@ OTHER_SEED_RUNS = {run for runs in SEED_RUNS.values() for run in list(runs.value
 SFT_RUNS = list(config["sft"])
 
 
-def runs_after():
-    """For each model and training run: the longest chain of training runs (SFT, OPD) that
-    starts from it. As the training jobs' priority, the long chains start first and the DAG
-    does not end on one long chain while the other cores wait."""
+def chain_lengths():
+    """For each model and training run: the most training runs (SFT, OPD; a built model's
+    pretraining counts as one) in a chain that starts with it. As the training jobs' priority
+    (evaluations and reports keep 0), long jobs and long chains start first and the short
+    evaluations fill the cores at the end, instead of the DAG ending on one long run."""
     users = {}
     for run, entry in {**config["experiments"], **config["sft"]}.items():
         for used in {entry["student"], entry["teacher"]}:
             users.setdefault(used, []).append(run)
-    after = {}
+    length = {}
 
     def chain(name):  # the config has no cycles (validate_config refuses them)
-        if name not in after:
-            after[name] = max((1 + chain(run) for run in users.get(name, [])), default=0)
-        return after[name]
+        if name not in length:
+            length[name] = 1 + max((chain(run) for run in users.get(name, [])), default=0)
+        return length[name]
 
     return {name: chain(name) for name in [*config["models"], *config["sft"], *config["experiments"]]}
 
 
-RUNS_AFTER = runs_after()
+CHAIN_LENGTH = chain_lengths()
 
 
 def one_of(names):

@@ -14,7 +14,7 @@ rule prepare_model:
     log:
         "logs/prepare_model/{model}.log",
     threads: rule_threads("prepare_model")
-    priority: lambda wc: RUNS_AFTER[wc.model]
+    priority: lambda wc: CHAIN_LENGTH[wc.model]
     resources:
         **rule_resources("prepare_model"),
     conda:

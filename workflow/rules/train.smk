@@ -32,7 +32,7 @@ rule opd_train:
     log:
         "logs/opd_train/{experiment}.log",
     threads: rule_threads("opd_train")
-    priority: lambda wc: RUNS_AFTER[wc.experiment]
+    priority: lambda wc: CHAIN_LENGTH[wc.experiment]
     resources:
         **rule_resources("opd_train"),
     conda:
@@ -70,7 +70,7 @@ rule teacher_rollouts:
     log:
         "logs/teacher_rollouts/{sft}.log",
     threads: rule_threads("teacher_rollouts")
-    priority: lambda wc: RUNS_AFTER[wc.sft] + 1  # the SFT run's first step
+    priority: lambda wc: CHAIN_LENGTH[wc.sft] + 1  # the SFT run's first step
     resources:
         **rule_resources("teacher_rollouts"),
     conda:
@@ -104,7 +104,7 @@ rule sft:
     log:
         "logs/sft/{sft}.log",
     threads: rule_threads("sft")
-    priority: lambda wc: RUNS_AFTER[wc.sft]
+    priority: lambda wc: CHAIN_LENGTH[wc.sft]
     resources:
         **rule_resources("sft"),
     conda:
