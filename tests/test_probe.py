@@ -73,9 +73,9 @@ def test_the_probe_predicts_the_toy_worlds_outcomes_on_every_teacher():
         "opd_new_skill": experiment("student", "teacher_new_skill", new_digits=(0.0, 0.438, 0.956),
                                     shared=(0.956, 0.941, 0.997)),
         "opd_same_pipeline": experiment("student", "teacher_same_pipeline", new_digits=(0.0, 0.0, 0.0),
-                                        shared=(0.956, 0.948, 1.0)),
-        "opd_other_format": experiment("student", "teacher_other_format", new_digits=(0.0, 0.003, 0.885),
-                                       shared=(0.956, 0.003, 0.961)),
+                                        shared=(0.956, 0.949, 1.0)),
+        "opd_other_format": experiment("student", "teacher_other_format", new_digits=(0.0, 0.0, 0.885),
+                                       shared=(0.956, 0.0, 0.961)),
         "reverse_to_base": experiment("opd_new_skill", "student", new_digits=(0.427, 0.0, 0.0)),
     }
     check = check_probe(probe, experiments)
