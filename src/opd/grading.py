@@ -161,7 +161,9 @@ class Grader:
         if self._proc is None or self._proc.poll() is not None:
             self._start()
         try:
-            self._proc.stdin.write((json.dumps([gold, answer]) + "\n").encode())
+            request = memoryview((json.dumps([gold, answer]) + "\n").encode())
+            while request:  # an unbuffered pipe may take a long answer in parts
+                request = request[self._proc.stdin.write(request):]
         except OSError:  # the worker died since its last answer
             self._kill()
             return Grade(False, "error", answer[:100])
