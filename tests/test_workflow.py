@@ -217,10 +217,14 @@ def test_local_model_and_data_in_a_path_with_spaces_are_loaded_in_place_and_trac
         dry.stdout[-2000:]
 
 
+def job_blocks(output: str) -> list[str]:
+    """A dry run's output, cut into one block per job (and what precedes the first)."""
+    return re.split(r"\n(?=(?:local)?rule \w+:)", output)
+
+
 def shell_commands(output: str, rule: str) -> list[str]:
     """The shell commands a dry run with --printshellcmds prints for one rule's jobs."""
-    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", output)
-    return [b.split("Shell command:", 1)[1].split("\n", 1)[0] for b in blocks
+    return [b.split("Shell command:", 1)[1].split("\n", 1)[0] for b in job_blocks(output)
             if re.match(rf"(?:local)?rule {rule}:", b) and "Shell command:" in b]
 
 
@@ -252,9 +256,8 @@ def test_each_model_decides_its_own_remote_code(tmp_path):
 
 def job_priorities(output: str) -> dict[tuple[str, str], int]:
     """(rule, wildcards) -> the priority a dry run prints (none printed: 0)."""
-    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", output)
     out = {}
-    for b in blocks:
+    for b in job_blocks(output):
         if m := re.match(r"(?:local)?rule (\w+):", b):
             wildcards = re.search(r"\n\s+wildcards: (.*)", b)
             priority = re.search(r"\n\s+priority: (\d+)", b)

@@ -351,10 +351,15 @@ def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
                               f"{', '.join(MULTI_NODE_RULES)} can span several nodes")
 
 
+def _parents(config: dict) -> dict[str, tuple[str, str]]:
+    """Each training run (SFT, OPD) -> the student and teacher it is made from."""
+    return {name: (e["student"], e["teacher"]) for kind in ("sft", "experiments")
+            for name, e in config[kind].items()}
+
+
 def _check_acyclic(config: dict) -> None:
     """A model cannot be distilled (even indirectly) from itself as a student."""
-    parents = {name: (e["student"], e["teacher"]) for kind in ("sft", "experiments")
-               for name, e in config[kind].items()}
+    parents = _parents(config)
 
     def visit(name, path):
         if name in path:
@@ -364,6 +369,26 @@ def _check_acyclic(config: dict) -> None:
 
     for name in parents:
         visit(name, [])
+
+
+def chain_lengths(config: dict) -> dict[str, int]:
+    """For each model and training run: the most training runs (SFT, OPD; a built model's
+    pretraining counts as one) in a chain that starts with it. As the training jobs' priority
+    (evaluations and reports keep 0), long jobs and long chains start first and the short
+    evaluations fill the cores at the end, instead of the DAG ending on one long run.
+    ``config`` is validated: it has no cycles."""
+    users = {}
+    for run, used in _parents(config).items():
+        for name in set(used):
+            users.setdefault(name, []).append(run)
+    length = {}
+
+    def chain(name):
+        if name not in length:
+            length[name] = 1 + max((chain(run) for run in users.get(name, [])), default=0)
+        return length[name]
+
+    return {name: chain(name) for name in [*config["models"], *config["sft"], *config["experiments"]]}
 
 
 def base_eval_pairs(config: dict) -> list[tuple[str, str]]:

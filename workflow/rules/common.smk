@@ -11,6 +11,7 @@ from opd.config import (  # noqa: E402
     MULTI_NODE_RULES,
     ConfigError,
     base_eval_pairs,
+    chain_lengths,
     check_config_files,
     load_schema,
     resources_for,
@@ -65,28 +66,7 @@ EXPERIMENTS = list(config["experiments"])
 SEED_RUNS = seed_runs(config)  # {experiment: {seed: run}}; the first seed's run is the experiment
 OTHER_SEED_RUNS = {run for runs in SEED_RUNS.values() for run in list(runs.values())[1:]}
 SFT_RUNS = list(config["sft"])
-
-
-def chain_lengths():
-    """For each model and training run: the most training runs (SFT, OPD; a built model's
-    pretraining counts as one) in a chain that starts with it. As the training jobs' priority
-    (evaluations and reports keep 0), long jobs and long chains start first and the short
-    evaluations fill the cores at the end, instead of the DAG ending on one long run."""
-    users = {}
-    for run, entry in {**config["experiments"], **config["sft"]}.items():
-        for used in {entry["student"], entry["teacher"]}:
-            users.setdefault(used, []).append(run)
-    length = {}
-
-    def chain(name):  # the config has no cycles (validate_config refuses them)
-        if name not in length:
-            length[name] = 1 + max((chain(run) for run in users.get(name, [])), default=0)
-        return length[name]
-
-    return {name: chain(name) for name in [*config["models"], *config["sft"], *config["experiments"]]}
-
-
-CHAIN_LENGTH = chain_lengths()
+CHAIN_LENGTH = chain_lengths(config)  # the training jobs' priority
 
 
 def one_of(names):
