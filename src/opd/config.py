@@ -115,24 +115,46 @@ class _StrictLoader(yaml.SafeLoader):
 def check_config_files(paths) -> None:
     """Checks of the files themselves, which the merged config cannot show: a key written
     twice in one mapping, and two files that each define a study (Snakemake deep-merges
-    every --configfile, which would join two studies into one DAG)."""
-    studies = []
+    every --configfile, which would join two studies into one DAG). A file with ``extends``
+    adds to the study of the file it names, which must come before it, and may add names
+    but not change the ones that study defines."""
+    studies, loaded = [], []
     for path in paths:
-        with open(path) as f:
-            loader = _StrictLoader(f)
-            loader.name = str(path)
-            try:
-                data = loader.get_single_data() or {}
-            finally:
-                loader.dispose()
-        defined = [k for k in STUDY_KEYS if k in data] if isinstance(data, dict) else []
-        if defined:
+        data = _read_config_file(path)
+        defined = [k for k in STUDY_KEYS if k in data]
+        if "extends" in data:
+            _check_addition(path, data, loaded)
+        elif defined:
             studies.append((str(path), defined))
+        loaded.append((Path(path), data))
     if len(studies) > 1:
         names = "; ".join(f"{p} defines {', '.join(keys)}" for p, keys in studies)
         raise ConfigError(f"config: several config files define a study ({names}); give one study per run, and "
                           "put shared settings (resources, eval) in a file without models, benchmarks, prompt "
                           "sets or experiments")
+
+
+def _read_config_file(path) -> dict:
+    with open(path) as f:
+        loader = _StrictLoader(f)
+        loader.name = str(path)
+        try:
+            data = loader.get_single_data() or {}
+        finally:
+            loader.dispose()
+    return data if isinstance(data, dict) else {}
+
+
+def _check_addition(path, data: dict, loaded: list) -> None:
+    base = (Path(path).parent / str(data["extends"])).resolve()
+    study = next((d for p, d in loaded if p.resolve() == base), None)
+    if study is None:
+        raise ConfigError(f"extends: {path} adds to {base}; give that file before it: --configfile {base} {path}")
+    for kind in STUDY_KEYS:
+        taken = sorted(set(data.get(kind) or {}) & set(study.get(kind) or {}))
+        if taken:
+            raise ConfigError(f"{kind}.{taken[0]}: {path} extends {base}, which defines it already; an addition "
+                              "adds names and changes none")
 
 
 def _check_finite(value, path) -> None:

@@ -37,15 +37,19 @@ class ToyRecipe:
     lr: float = 2e-3
     warmup: int = 30
     seed: int = 0
-    prompt_template: str = "{problem}"
+    # one template, or several: each example then draws one, so the model answers under all
+    prompt_template: str | list[str] = "{problem}"
 
 
 def make_batch(tokenizer, recipe: ToyRecipe, rng: random.Random):
     """Right-padded input ids, attention mask and response-only labels."""
+    templates = [recipe.prompt_template] if isinstance(recipe.prompt_template, str) else recipe.prompt_template
     prompts, responses = [], []
     for _ in range(recipe.batch_size):
         p = sample_problem(rng, recipe.min_digits, recipe.max_digits, recipe.max_digit)
-        prompt = render_prompt(tokenizer, p.question, recipe.prompt_template, chat=True)
+        # a single template draws nothing: models of one template are as they were
+        template = templates[0] if len(templates) == 1 else rng.choice(templates)
+        prompt = render_prompt(tokenizer, p.question, template, chat=True)
         prompts.append(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         responses.append(tokenizer(solution(p, recipe.format), add_special_tokens=False)["input_ids"]
                          + [tokenizer.eos_token_id])
