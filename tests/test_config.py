@@ -250,3 +250,33 @@ def test_two_config_files_with_a_study_each_are_refused_but_a_settings_file_is_n
         check_config_files([root / "config/paper.yaml", root / "config/config.yaml"])
     for name in ("config.yaml", "paper.yaml", "rehearsal.yaml"):  # anchors and merge keys are not duplicates
         check_config_files([root / "config" / name])
+
+
+def test_an_addition_extends_the_study_it_names_and_changes_none_of_it(tmp_path, root, schema):
+    addition = root / "config/recipes_5_2.yaml"
+    check_config_files([root / "config/config.yaml", addition])
+    with pytest.raises(ConfigError, match=r"extends: .*recipes_5_2.yaml adds to .*config.yaml; give that file before"):
+        check_config_files([addition])
+    with pytest.raises(ConfigError, match="several config files define a study"):
+        check_config_files([root / "config/paper.yaml", root / "config/config.yaml", addition])
+    (tmp_path / "study.yaml").write_text("models:\n  student: {hub: a/b}\nbenchmarks: {}\n")
+    (tmp_path / "more.yaml").write_text("extends: study.yaml\nmodels:\n  student: {hub: c/d}\n")
+    with pytest.raises(ConfigError, match=r"^models.student: .*more.yaml extends .*study.yaml, which defines it"):
+        check_config_files([tmp_path / "study.yaml", tmp_path / "more.yaml"])
+    # merged as Snakemake merges config files, the toy world and its addition validate
+    merged = json.loads(json.dumps(yaml.safe_load((root / "config/config.yaml").read_text())))
+    for kind, entries in yaml.safe_load(addition.read_text()).items():
+        merged[kind] = {**merged[kind], **entries} if isinstance(entries, dict) else entries
+    cfg = validate_config(merged, schema)
+    assert cfg["models"]["student_two_templates"]["toy"]["prompt_template"] == ["{problem}", "Solve: {problem}"]
+    assert cfg["experiments"]["prompt_template.other_template"]["prompt_template"] == "Solve: {problem}"
+    assert cfg["experiments"]["prompt_content.other_content"]["prompts"] == "opd_prompts_4digit"
+
+
+def test_a_toy_recipe_takes_one_template_or_several(toy, schema):
+    toy["models"]["student"]["toy"]["prompt_template"] = ["{problem}", "Q: {problem}"]
+    validate_config(copy.deepcopy(toy), schema)
+    for bad in ([], ["{problem}", "no problem"]):
+        toy["models"]["student"]["toy"]["prompt_template"] = bad
+        with pytest.raises(ConfigError, match=r"models.student.toy.prompt_template"):
+            validate_config(copy.deepcopy(toy), schema)

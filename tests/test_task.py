@@ -90,3 +90,20 @@ def test_distinct_questions_counts_what_the_sampler_can_draw(args):
              if lo <= max(len(str(a)), len(str(b))) <= hi
              and (above is None or has_digit_above(Problem(a, b), above))}
     assert distinct_questions(*args) == len(pairs)
+
+
+def test_a_toy_model_learns_every_template_of_its_recipe_and_one_draws_nothing(tmp_path):
+    from opd.toy.pretrain import ToyRecipe, make_batch
+    from opd.toy.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    def prompts(recipe):
+        ids, _, labels = make_batch(tok, recipe, random.Random(0))
+        return [tok.decode(row[lab == -100].tolist(), skip_special_tokens=True) for row, lab in zip(ids, labels)]
+
+    two = prompts(ToyRecipe(batch_size=64, prompt_template=["{problem}", "Solve: {problem}"]))
+    solved = [p for p in two if "Solve: " in p]
+    assert 16 < len(solved) < 48  # both templates, about half each
+    # a one-template recipe (a string or a list of one) draws the same problems as before
+    assert prompts(ToyRecipe(batch_size=8)) == prompts(ToyRecipe(batch_size=8, prompt_template=["{problem}"]))
+    assert not any("Solve" in p for p in prompts(ToyRecipe(batch_size=8)))

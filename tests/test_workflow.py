@@ -282,6 +282,21 @@ def test_training_jobs_that_start_the_longest_chains_come_first(tmp_path):
     assert priorities["eval_model", "model=objective.top4, benchmark=shared"] == 0
 
 
+def test_the_5_2_addition_adds_its_runs_to_the_toy_world(tmp_path):
+    run = snakemake(tmp_path, "-n", "-p", "sweep_prompt_template", "sweep_prompt_content", "--configfile",
+                    str(ROOT / "config/config.yaml"), str(ROOT / "config/recipes_5_2.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    (pretrain,) = [c for c in shell_commands(run.stdout, "prepare_model") if "student_two_templates" in c]
+    assert '"prompt_template": ["{problem}", "Solve: {problem}"]' in pretrain
+    opd = {re.search(r"--run-dir (\S+)", c).group(1): c for c in shell_commands(run.stdout, "opd_train")}
+    assert set(opd) == {f"results/runs/opd/{p}" for p in
+                        ("prompt_template.teacher_template", "prompt_template.other_template",
+                         "prompt_content.other_content")}
+    other = opd["results/runs/opd/prompt_template.other_template"]
+    assert "results/models/student_two_templates" in other and "'Solve: {problem}'" in other
+    assert "opd_prompts_4digit.jsonl" in opd["results/runs/opd/prompt_content.other_content"]
+
+
 def test_command_line_config_alone_edits_the_default_study(tmp_path):
     run = snakemake(tmp_path, "-n", "--config", "base_eval={'models': ['student'], 'benchmarks': ['shared']}")
     assert run.returncode == 0, run.stderr[-3000:]
