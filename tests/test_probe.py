@@ -91,3 +91,13 @@ def test_the_probe_predicts_the_toy_worlds_outcomes_on_every_teacher():
     probe["verdicts"]["teacher_same_pipeline"] = {"compatible": True, "to_teach": True, "predicted": "transfers"}
     seen = check_probe(probe, {"x": lucky})["teacher_same_pipeline"]["experiments"]["x"]
     assert seen == {"outcome": "nothing learnt", "holds": False}
+
+
+def test_a_probe_is_checked_against_the_runs_on_its_own_prompts_and_template():
+    probe = {"student": "s", "verdict_settings": JUDGE, "settings": {"prompts": "p", "prompt_template": "{problem}"},
+             "verdicts": {"t": {"compatible": True, "to_teach": True, "predicted": "transfers"}}}
+    runs = {}
+    for name, prompts, template in (("same", "p", "{problem}"), ("other_prompts", "p4", "{problem}"),
+                                    ("other_template", "p", "Solve: {problem}")):
+        runs[name] = {**experiment("s", "t", new=(0.0, 0.4, 0.9)), "prompts": prompts, "prompt_template": template}
+    assert list(check_probe(probe, runs)["t"]["experiments"]) == ["same"]

@@ -14,10 +14,12 @@ rule probe_teachers:
     params:
         student=lambda wc: f"{config['probes'][wc.probe]['student']}={model_source(config['probes'][wc.probe]['student'])}",
         teachers=lambda wc: " ".join(f"--teacher {t}={model_source(t)}" for t in config["probes"][wc.probe]["teachers"]),
-        settings=lambda wc: as_json({k: config["probes"][wc.probe][k]
-                                     for k in ("num_prompts", "n", "temperature", "max_new_tokens", "k", "seed",
-                                               "verdict")}),
-        template=lambda wc: config["probes"][wc.probe]["prompt_template"] or config["eval"]["prompt_template"],
+        # the prompts and template go into the probe's record: its predictions are for OPD on those
+        settings=lambda wc: as_json({**{k: config["probes"][wc.probe][k]
+                                        for k in ("prompts", "num_prompts", "n", "temperature", "max_new_tokens", "k",
+                                                  "seed", "verdict")},
+                                     "prompt_template": probe_template(wc.probe)}),
+        template=lambda wc: probe_template(wc.probe),
         flags=lambda wc: " ".join([model_flags(config["probes"][wc.probe]["student"]),
                                    *(trust_flag(t, f"--trusted-teacher {t}") for t in config["probes"][wc.probe]["teachers"])]),
         accuracy=lambda wc: " ".join(f"--accuracy {m}:{b}:{p}" for (m, b), p in probe_accuracy(wc.probe).items()),

@@ -167,6 +167,10 @@ def experiment_template(name):
     return config["experiments"][name]["prompt_template"] or config["eval"]["prompt_template"]
 
 
+def probe_template(name):
+    return config["probes"][name]["prompt_template"] or config["eval"]["prompt_template"]
+
+
 def problem_spec(entry):
     """The keys that decide a problem set's content (not how it is sampled or prompted)."""
     return {k: v for k, v in entry.items() if k not in ("sampling", "prompt_template", "exclude", "dedup")}
@@ -217,6 +221,8 @@ def experiments_manifest():
                 "student": e["student"],
                 "teacher": e["teacher"],
                 "section": e["section"],
+                "prompts": e["prompts"],
+                "prompt_template": experiment_template(name),
                 "benchmarks": experiment_benchmarks(name),
                 "log": f"results/opd/{name}/train_log.jsonl",
             }

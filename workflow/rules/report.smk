@@ -15,7 +15,7 @@ rule tables:
     params:
         evals=" ".join(f"--eval {m}:{b}:results/eval/{m}/{b}.json" for m, b in ALL_EVALS),
         base=" ".join(f"--base {m}:{b}" for m, b in BASE_EVAL),
-        experiments=experiments_manifest(),
+        experiments=lambda wc: experiments_manifest(),  # a function: its templates hold "{problem}"
         seeds=as_json(SEED_RUNS),
         sections=" ".join(f"--section {s}={','.join(names)}" for s, names in SECTIONS.items()),
         attach=" ".join(f"--attach {key}={path}" for key, path in SUMMARY_ATTACHMENTS.items()),

@@ -102,15 +102,22 @@ def prediction_holds(predicted: str, outcome: str) -> bool:
     return (predicted == "transfers") == (outcome == "transfers")
 
 
+def _same_prompts(experiment: dict, settings: dict) -> bool:
+    """The experiment samples the probe's prompts in its template (a side that does not
+    record one of them is not held to it)."""
+    return all(experiment[k] == settings[k] for k in ("prompts", "prompt_template") if k in experiment and k in settings)
+
+
 def check_probe(probe: dict, experiments: dict[str, dict]) -> dict[str, dict]:
     """Each probed teacher's predicted outcome beside what OPD from it did: the
-    experiments that distil the probe's student from that teacher (their first seed's
-    run; the mean over seeds where there are several)."""
+    experiments that distil the probe's student from that teacher on the probe's prompts in
+    its template (their first seed's run; the mean over seeds where there are several)."""
     min_lead, targets = probe["verdict_settings"]["min_lead"], probe["verdict_settings"]["benchmarks"]
+    settings = probe.get("settings", {})
     out = {}
     for teacher, v in probe["verdicts"].items():
         runs = {name: e for name, e in experiments.items() if not e.get("seed_of")
-                and e["student"] == probe["student"] and e["teacher"] == teacher}
+                and e["student"] == probe["student"] and e["teacher"] == teacher and _same_prompts(e, settings)}
         observed = {}
         for name, e in runs.items():
             over = (e.get("seeds") or {}).get("benchmarks", {})
