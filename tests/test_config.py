@@ -263,14 +263,30 @@ def test_an_addition_extends_the_study_it_names_and_changes_none_of_it(tmp_path,
     (tmp_path / "more.yaml").write_text("extends: study.yaml\nmodels:\n  student: {hub: c/d}\n")
     with pytest.raises(ConfigError, match=r"^models.student: .*more.yaml extends .*study.yaml, which defines it"):
         check_config_files([tmp_path / "study.yaml", tmp_path / "more.yaml"])
-    # merged as Snakemake merges config files, the toy world and its addition validate
-    merged = json.loads(json.dumps(yaml.safe_load((root / "config/config.yaml").read_text())))
-    for kind, entries in yaml.safe_load(addition.read_text()).items():
-        merged[kind] = {**merged[kind], **entries} if isinstance(entries, dict) else entries
-    cfg = validate_config(merged, schema)
+    cfg = merged_with_addition(root, addition, schema)
     assert cfg["models"]["student_two_templates"]["toy"]["prompt_template"] == ["{problem}", "Solve: {problem}"]
     assert cfg["experiments"]["prompt_template.other_template"]["prompt_template"] == "Solve: {problem}"
     assert cfg["experiments"]["prompt_content.other_content"]["prompts"] == "opd_prompts_4digit"
+
+
+def merged_with_addition(root, addition, schema):
+    """The toy world and an addition, merged as Snakemake merges config files, validated."""
+    check_config_files([root / "config/config.yaml", addition])
+    merged = json.loads(json.dumps(yaml.safe_load((root / "config/config.yaml").read_text())))
+    for kind, entries in yaml.safe_load(addition.read_text()).items():
+        merged[kind] = {**merged[kind], **entries} if isinstance(entries, dict) else entries
+    return validate_config(merged, schema)
+
+
+def test_every_addition_shipped_extends_the_toy_world_and_validates(root, schema):
+    additions = [p for p in sorted((root / "config").glob("*.yaml")) if "extends" in yaml.safe_load(p.read_text())]
+    assert {p.name for p in additions} >= {"recipes_5_2.yaml", "ablation_k.yaml"}
+    for addition in additions:
+        assert yaml.safe_load(addition.read_text())["extends"] == "config.yaml"
+        merged_with_addition(root, addition, schema)
+    cfg = merged_with_addition(root, root / "config/ablation_k.yaml", schema)
+    assert {e: cfg["experiments"][f"objective_k.top{e}"]["objective"]["k"] for e in (1, 16, 64)} == \
+        {1: 1, 16: 16, 64: 64}
 
 
 def test_a_toy_recipe_takes_one_template_or_several(toy, schema):
