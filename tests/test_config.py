@@ -280,11 +280,11 @@ def merged_with_addition(root, addition, schema):
 
 def test_every_addition_shipped_extends_the_toy_world_and_validates(root, schema):
     additions = [p for p in sorted((root / "config").glob("*.yaml")) if "extends" in yaml.safe_load(p.read_text())]
-    assert {p.name for p in additions} >= {"recipes_5_2.yaml", "ablation_k.yaml"}
+    assert {p.name for p in additions} >= {"recipes_5_2.yaml", "ablation_topk.yaml"}
     for addition in additions:
         assert yaml.safe_load(addition.read_text())["extends"] == "config.yaml"
         merged_with_addition(root, addition, schema)
-    cfg = merged_with_addition(root, root / "config/ablation_k.yaml", schema)
+    cfg = merged_with_addition(root, root / "config/ablation_topk.yaml", schema)
     assert {e: cfg["experiments"][f"objective_k.top{e}"]["objective"]["k"] for e in (1, 16, 64)} == \
         {1: 1, 16: 16, 64: 64}
 
