@@ -424,8 +424,10 @@ def sampling_for(config: dict, benchmark: str) -> dict:
     return {**config["eval"]["sampling"], **config["benchmarks"][benchmark]["sampling"]}
 
 
-def template_for(config: dict, benchmark: str) -> str:
-    return config["benchmarks"][benchmark]["prompt_template"] or config["eval"]["prompt_template"]
+def template_for(config: dict, name: str, kind: str = "benchmarks") -> str:
+    """The prompt template of a benchmark (or an experiment, a probe): its own, else the
+    evaluation's."""
+    return config[kind][name]["prompt_template"] or config["eval"]["prompt_template"]
 
 
 def resources_for(config: dict, rule: str, defaults: dict) -> dict:

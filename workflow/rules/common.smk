@@ -164,11 +164,11 @@ def experiment_benchmarks(name):
 
 
 def experiment_template(name):
-    return config["experiments"][name]["prompt_template"] or config["eval"]["prompt_template"]
+    return template_for(config, name, "experiments")
 
 
 def probe_template(name):
-    return config["probes"][name]["prompt_template"] or config["eval"]["prompt_template"]
+    return template_for(config, name, "probes")
 
 
 def problem_spec(entry):
