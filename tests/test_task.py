@@ -1,10 +1,11 @@
 import random
 import re
+from collections import Counter
 
 import pytest
 
+from opd.toy.prose import CLOSING, LEXICON_SIZE, ZIPF_EXPONENT, lexicon, remark
 from opd.toy.task import (
-    FORMATS,
     Problem,
     columns,
     distinct_questions,
@@ -26,7 +27,7 @@ def test_columns_reconstruct_the_sum():
         assert value == p.a + p.b
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", ["cot", "cot_alt"])
 def test_every_step_of_a_solution_is_true_arithmetic(fmt):
     rng = random.Random(1)
     for _ in range(300):
@@ -39,6 +40,35 @@ def test_every_step_of_a_solution_is_true_arithmetic(fmt):
             left, right = step.split("=")
             terms, total = (left, right) if fmt == "cot" else (right, left)
             assert sum(int(t) for t in terms.split("+")) == int(total)
+
+
+def test_prose_says_the_same_columns_in_varied_words():
+    rng = random.Random(2)
+    wordings = set()
+    for _ in range(300):
+        p = sample_problem(rng, 1, 4)
+        text = solution(p, "prose", rng)
+        *lines, last = text.split("\n")
+        assert last.endswith(f" \\boxed{{{p.a + p.b}}}") and last.split(" \\")[0] in CLOSING
+        assert len(lines) == p.digits
+        for line, (x, y, carry, total) in zip(lines, columns(p.a, p.b)):
+            assert line.split()[0] in lexicon() and line.endswith(".")
+            said = [int(n) for n in re.findall(r"\d+", line)]
+            assert said == [t for t in (x, y) if t is not None] + [carry] * (carry > 0) + [total] \
+                + [total // 10] * (total >= 10)
+            wordings.add(re.sub(r"\d+", "N", " ".join(line.split()[1:])))
+    assert len(wordings) > 50  # phrasing varies, not only the remark
+    assert solution(Problem(347, 85), "prose", random.Random(0)) == solution(Problem(347, 85), "prose", random.Random(0))
+
+
+def test_the_remark_lexicon_is_zipfian():
+    rng = random.Random(3)
+    counts = Counter(remark(rng) for _ in range(50_000))
+    words = lexicon()
+    assert len(words) == len(set(words)) == LEXICON_SIZE
+    # rank 1 against rank 10: 10 ** ZIPF_EXPONENT times as frequent
+    assert counts[words[0]] / counts[words[9]] == pytest.approx(10 ** ZIPF_EXPONENT, rel=0.15)
+    assert len(counts) > 1000  # a long tail of rare words
 
 
 def test_formats_differ_from_the_first_token():

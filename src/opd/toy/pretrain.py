@@ -26,6 +26,7 @@ from .task import sample_problem, solution
 @dataclass(frozen=True)
 class ToyRecipe:
     format: str = "cot"
+    tokenizer: str = "characters"  # which toy tokenizer the workflow builds the model around
     min_digits: int = 1
     max_digits: int = 3
     max_digit: int = 9
@@ -51,7 +52,7 @@ def make_batch(tokenizer, recipe: ToyRecipe, rng: random.Random):
         template = templates[0] if len(templates) == 1 else rng.choice(templates)
         prompt = render_prompt(tokenizer, p.question, template, chat=True)
         prompts.append(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        responses.append(tokenizer(solution(p, recipe.format), add_special_tokens=False)["input_ids"]
+        responses.append(tokenizer(solution(p, recipe.format, rng), add_special_tokens=False)["input_ids"]
                          + [tokenizer.eos_token_id])
     return pad_pairs(prompts, responses, tokenizer.pad_token_id)
 

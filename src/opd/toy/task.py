@@ -8,6 +8,7 @@ Two solution formats stand in for the paper's "thinking patterns":
 
 * ``cot``: column addition from the units up, one line per column, ``a+b+carry=sum``.
 * ``cot_alt``: the same columns written result-first (``sum=carry+b+a``) on one line.
+* ``prose``: the ``cot`` columns said in varied words (:mod:`.prose`), for the subword world.
 
 Both are correct and equally hard; a model trained on one has never seen the other, so a
 teacher of the other format disagrees with the student at the student's own states.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-FORMATS = ("cot", "cot_alt")
+FORMATS = ("cot", "cot_alt", "prose")
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,12 @@ def columns(a: int, b: int) -> list[tuple[int | None, int | None, int, int]]:
     return out
 
 
-def solution(problem: Problem, fmt: str = "cot") -> str:
-    """The worked solution of ``problem`` in format ``fmt``."""
+def solution(problem: Problem, fmt: str = "cot", rng: random.Random | None = None) -> str:
+    """The worked solution of ``problem`` in format ``fmt``; ``prose`` draws its wording
+    from ``rng``."""
+    if fmt == "prose":
+        from .prose import prose_solution  # prose builds on columns() below
+        return prose_solution(problem, rng or random.Random(0))
     steps = []
     for x, y, carry, s in columns(problem.a, problem.b):
         terms = [str(t) for t in (x, y) if t is not None] + ([str(carry)] if carry else [])
