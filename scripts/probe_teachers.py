@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from opd.analysis.probe import rank, student_rollouts, teacher_scores, verdict  # noqa: E402
+from opd.analysis.probe import rank, student_rollouts, student_topk_mass, teacher_scores, verdict  # noqa: E402
 from opd.analysis.tables import markdown_table, yes_no  # noqa: E402
 from opd.data import read_problems, render_prompt  # noqa: E402
 from opd.io import read_json, write_json, write_text  # noqa: E402
@@ -22,6 +22,7 @@ from opd.rollout import SamplingParams  # noqa: E402
 COLUMNS = (("overlap_ratio", "overlap ratio"), ("overlap_mass_student", "overlap mass (student)"),
            ("adv_intersection", "overlap-token adv."), ("entropy_gap", "entropy gap"),
            ("sampled_reward", "teacher log-prob lead"))
+MASS_KS = (1, 4, 16, 64)
 
 
 def main() -> None:
@@ -55,6 +56,7 @@ def main() -> None:
                       add_special_tokens=False)["input_ids"] for p in problems]
     rollouts = student_rollouts(student, tok, prompt_ids, SamplingParams(
         settings["n"], settings["temperature"], 1.0, settings["max_new_tokens"], settings["seed"]), batch_size=64)
+    mass = student_topk_mass(student, tok, prompt_ids, rollouts, MASS_KS)
     scores = {}
     for item in args.teacher:
         name, path = item.split("=", 1)
@@ -77,7 +79,8 @@ def main() -> None:
                            judge["min_overlap_ratio"], judge["max_entropy_gap"], judge["min_lead"]) for t in scores}
     ranking = rank(scores, verdicts)
     write_json(args.out, {"student": student_name, "settings": settings, "ranking": ranking, "scores": scores,
-                          "accuracy_lead": leads, "verdicts": verdicts, "verdict_settings": judge})
+                          "accuracy_lead": leads, "verdicts": verdicts, "verdict_settings": judge,
+                          "student_topk_mass": mass, "vocabulary": len(tok)})
     benchmarks = sorted(accuracy)
     rows = [[str(i + 1), t, *(f"{scores[t][key]:.3f}" if scores[t].get(key) is not None else "-" for key, _ in COLUMNS),
              *(f"{100 * leads[t][b]:+.1f}" if b in leads[t] else "-" for b in benchmarks),
@@ -92,7 +95,9 @@ def main() -> None:
                f"Compatible: overlap ratio >= {judge['min_overlap_ratio']} and |entropy gap| <= "
                f"{judge['max_entropy_gap']} nats; something to teach: a lead of at least {100 * judge['min_lead']:g} "
                f"points on {', '.join(judge['benchmarks']) or 'a benchmark'}. Ranked: predicted to transfer first, "
-               "then by overlap ratio, then entropy gap.\n")
+               "then by overlap ratio, then entropy gap.\n"
+               + f"\nThe student's own top-k mass at those positions ({len(tok)}-token vocabulary): "
+               + ", ".join(f"top-{k} {100 * m:.1f}%" for k, m in mass.items()) + ".\n")
     print(Path(args.table).read_text())
 
 

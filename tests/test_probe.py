@@ -2,8 +2,18 @@
 agrees everywhere and ranks first; another model agrees less."""
 
 import pytest
+import torch
 
-from opd.analysis.probe import check_probe, observed_outcome, rank, student_rollouts, teacher_scores, verdict
+from opd.analysis.probe import (
+    check_probe,
+    observed_outcome,
+    rank,
+    student_rollouts,
+    student_topk_mass,
+    teacher_scores,
+    topk_mass,
+    verdict,
+)
 from opd.data import toy_problems
 from opd.models import load_model
 from opd.rollout import SamplingParams
@@ -23,6 +33,32 @@ def test_identical_teacher_agrees_everywhere_and_ranks_first(tiny_model_dir, tea
     assert other["overlap_ratio"] < 1.0 and other["reverse_kl"] > 0
     scores = {"other": other, "same": same, "foreign": {"error": "different tokenizer"}}
     assert rank(scores) == ["same", "other", "foreign"]
+
+
+def test_topk_mass_matches_sorting_each_distribution():
+    logits = torch.randn(20, 50, generator=torch.Generator().manual_seed(0)) * 3
+    got = topk_mass(logits, (1, 4, 16, 64))
+    for row, z in enumerate(logits):
+        probs = sorted(torch.softmax(z.double(), -1).tolist(), reverse=True)
+        for k in (1, 4, 16):
+            assert got[k][row].item() == pytest.approx(sum(probs[:k]), abs=1e-6)
+        assert got[64][row].item() == pytest.approx(1.0, abs=1e-6)  # k above the vocabulary: all of it
+
+
+def test_student_topk_mass_averages_over_its_own_response_positions(tiny_model_dir, tokenizer):
+    student = load_model(tiny_model_dir, "float32", "cpu")
+    prompts = [tokenizer(p["problem"], add_special_tokens=False)["input_ids"] for p in toy_problems(4, 3, 1, 2, "q")]
+    rollouts = student_rollouts(student, tokenizer, prompts, SamplingParams(2, 1.0, 1.0, 12, 0), batch_size=8)
+    mass = student_topk_mass(student, tokenizer, prompts, rollouts, (1, 4, 16), micro_batch_size=3)
+    assert 0 < mass[1] <= mass[4] <= mass[16] <= 1
+    # by hand: one rollout at a time, every response position's top-4 mass
+    values = []
+    for r in rollouts:
+        ids = torch.tensor([prompts[r.prompt_index] + r.token_ids])
+        with torch.no_grad():
+            logits = student(input_ids=ids).logits[0, len(prompts[r.prompt_index]) - 1:-1]
+        values += topk_mass(logits, (4,))[4].tolist()
+    assert mass[4] == pytest.approx(sum(values) / len(values), abs=1e-5)
 
 
 JUDGE = {"min_overlap_ratio": 0.6, "max_entropy_gap": 0.5, "min_lead": 0.05, "benchmarks": ["new_digits"]}
