@@ -269,24 +269,43 @@ def test_an_addition_extends_the_study_it_names_and_changes_none_of_it(tmp_path,
     assert cfg["experiments"]["prompt_content.other_content"]["prompts"] == "opd_prompts_4digit"
 
 
-def merged_with_addition(root, addition, schema):
-    """The toy world and an addition, merged as Snakemake merges config files, validated."""
+def merged_with_addition(root, addition, schema=None):
+    """The toy world and an addition, merged as Snakemake merges config files, validated
+    (given the schema)."""
     check_config_files([root / "config/config.yaml", addition])
     merged = json.loads(json.dumps(yaml.safe_load((root / "config/config.yaml").read_text())))
     for kind, entries in yaml.safe_load(addition.read_text()).items():
         merged[kind] = {**merged[kind], **entries} if isinstance(entries, dict) else entries
-    return validate_config(merged, schema)
+    return validate_config(merged, schema) if schema else merged
 
 
 def test_every_addition_shipped_extends_the_toy_world_and_validates(root, schema):
     additions = [p for p in sorted((root / "config").glob("*.yaml")) if "extends" in yaml.safe_load(p.read_text())]
-    assert {p.name for p in additions} >= {"recipes_5_2.yaml", "ablation_topk.yaml"}
+    assert {p.name for p in additions} >= {"recipes_5_2.yaml", "ablation_topk.yaml", "subword_world.yaml"}
     for addition in additions:
         assert yaml.safe_load(addition.read_text())["extends"] == "config.yaml"
         merged_with_addition(root, addition, schema)
     cfg = merged_with_addition(root, root / "config/ablation_topk.yaml", schema)
     assert {e: cfg["experiments"][f"objective_k.top{e}"]["objective"]["k"] for e in (1, 16, 64)} == \
         {1: 1, 16: 16, 64: 64}
+
+
+def test_a_teacher_of_another_toy_tokenizer_is_refused(root, schema):
+    cfg = merged_with_addition(root, root / "config/subword_world.yaml")
+    assert "tokenizer" not in validate_config(copy.deepcopy(cfg), schema)["models"]["student"]["toy"]
+    for where, edit in ((r"experiments\.opd_subword\.teacher", ("experiments", "opd_subword", "teacher")),
+                        (r"probes\.subword\.teachers\.0", ("probes", "subword", "teachers"))):
+        bad = copy.deepcopy(cfg)
+        kind, name, key = edit
+        bad[kind][name][key] = ["teacher_new_skill"] if key == "teachers" else "teacher_new_skill"
+        with pytest.raises(ConfigError, match=rf"^config\.{where}: 'teacher_new_skill' is a toy model of the characters "
+                                              r"tokenizer and the student 'student_subword' of the subword one"):
+            validate_config(bad, schema)
+    # a trained student is judged by the tokenizer of the base model it comes from
+    bad = copy.deepcopy(cfg)
+    bad["experiments"]["reverse_to_base"]["teacher"] = "student_subword"
+    with pytest.raises(ConfigError, match=r"^config\.experiments\.reverse_to_base\.teacher: 'student_subword'"):
+        validate_config(bad, schema)
 
 
 def test_a_toy_recipe_takes_one_template_or_several(toy, schema):

@@ -297,6 +297,20 @@ def test_the_5_2_addition_adds_its_runs_to_the_toy_world(tmp_path):
     assert "opd_prompts_4digit.jsonl" in opd["results/runs/opd/prompt_content.other_content"]
 
 
+def test_the_subword_world_builds_its_models_around_its_own_tokenizer(tmp_path):
+    run = snakemake(tmp_path, "-n", "-p", "sweep_objective_subword", "--configfile",
+                    str(ROOT / "config/config.yaml"), str(ROOT / "config/subword_world.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    (build,) = shell_commands(run.stdout, "build_toy_subword_tokenizer")
+    assert "--kind subword --out results/toy/tokenizer_subword" in build
+    assert not shell_commands(run.stdout, "build_toy_tokenizer")  # the character world is not needed
+    pretrain = shell_commands(run.stdout, "prepare_model")
+    assert len(pretrain) == 2 and all("--tokenizer results/toy/tokenizer_subword" in c and '"format": "prose"' in c
+                                      for c in pretrain)
+    opd = shell_commands(run.stdout, "opd_train")
+    assert len(opd) == 5 and all("results/models/teacher_subword" in c for c in opd)
+
+
 def test_command_line_config_alone_edits_the_default_study(tmp_path):
     run = snakemake(tmp_path, "-n", "--config", "base_eval={'models': ['student'], 'benchmarks': ['shared']}")
     assert run.returncode == 0, run.stderr[-3000:]

@@ -357,6 +357,7 @@ def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
         if c["benchmark"] not in config["benchmarks"]:
             raise ConfigError(f"{_key(['continuations', name, 'benchmark'])}: no benchmark named {c['benchmark']!r}")
     _check_acyclic(config)
+    _check_toy_tokenizers(config)
     for field, kind in (("models", "models"), ("benchmarks", "benchmarks")):
         for i, name in enumerate(config["base_eval"][field]):
             if name not in (models if kind == "models" else config[kind]):
@@ -391,6 +392,31 @@ def _check_acyclic(config: dict) -> None:
 
     for name in parents:
         visit(name, [])
+
+
+def _toy_tokenizer(config: dict, name: str) -> str | None:
+    """The toy tokenizer a model is built around (a trained one: its base student's), or
+    None for a model that is not a toy one."""
+    parents = _parents(config)
+    while name in parents:
+        name = parents[name][0]
+    toy = config["models"][name].get("toy")
+    return toy.get("tokenizer", "characters") if toy else None
+
+
+def _check_toy_tokenizers(config: dict) -> None:
+    """A teacher scores the student's tokens: the toy tokenizers of the two must be one."""
+    pairs = [([kind, name, "teacher"], e["student"], e["teacher"]) for kind in ("sft", "experiments")
+             for name, e in config[kind].items()]
+    pairs += [(["probes", name, "teachers", i], p["student"], t) for name, p in config["probes"].items()
+              for i, t in enumerate(p["teachers"])]
+    pairs += [(["continuations", name, "teacher"], c["student"], c["teacher"])
+              for name, c in config["continuations"].items()]
+    for where, student, teacher in pairs:
+        kinds = _toy_tokenizer(config, student), _toy_tokenizer(config, teacher)
+        if None not in kinds and kinds[0] != kinds[1]:
+            raise ConfigError(f"{_key(where)}: {teacher!r} is a toy model of the {kinds[1]} tokenizer and the student "
+                              f"{student!r} of the {kinds[0]} one; a teacher must share the student's tokenizer")
 
 
 def chain_lengths(config: dict) -> dict[str, int]:

@@ -39,6 +39,7 @@ def script_path(name):
 
 RULES_WITH_RESOURCES = (
     "build_toy_tokenizer",
+    "build_toy_subword_tokenizer",
     "build_qwen_tokenizer",
     "prepare_benchmark",
     "prepare_prompts",
@@ -94,10 +95,15 @@ def model_source(name):
     return entry.get("path") or entry["hub"]
 
 
+TOY_TOKENIZERS = {"characters": "results/toy/tokenizer", "subword": "results/toy/tokenizer_subword"}
+
+
 def tokenizer_dir(name):
     """The tokenizer a built model is made around."""
     entry = config["models"][name]
-    return "results/toy/tokenizer" if "toy" in entry else f"results/tokenizers/{entry['tiny']['tokenizer']}"
+    if "toy" not in entry:
+        return f"results/tokenizers/{entry['tiny']['tokenizer']}"
+    return TOY_TOKENIZERS[entry["toy"].get("tokenizer", "characters")]
 
 
 def local_files(path):

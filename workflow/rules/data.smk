@@ -14,6 +14,23 @@ rule build_toy_tokenizer:
         "python {input.script:q} --out {output} > {log} 2>&1"
 
 
+rule build_toy_subword_tokenizer:
+    """Byte-level BPE trained on prose solutions: a vocabulary whose top-k means what it does for an LLM."""
+    input:
+        script=script_path("build_toy_tokenizer.py"),
+    output:
+        directory("results/toy/tokenizer_subword"),
+    log:
+        "logs/build_toy_subword_tokenizer.log",
+    threads: rule_threads("build_toy_subword_tokenizer")
+    resources:
+        **rule_resources("build_toy_subword_tokenizer"),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {input.script:q} --kind subword --out {output} > {log} 2>&1"
+
+
 rule prepare_benchmark:
     input:
         local=lambda wc: local_data(config["benchmarks"][wc.benchmark]),
