@@ -394,10 +394,10 @@ def _check_acyclic(config: dict) -> None:
         visit(name, [])
 
 
-def _toy_tokenizer(config: dict, name: str) -> str | None:
+def toy_tokenizer(config: dict, name: str, parents: dict | None = None) -> str | None:
     """The toy tokenizer a model is built around (a trained one: its base student's), or
-    None for a model that is not a toy one."""
-    parents = _parents(config)
+    None for a model that is not a toy one. Absent from a recipe, it is ``characters``."""
+    parents = _parents(config) if parents is None else parents
     while name in parents:
         name = parents[name][0]
     toy = config["models"][name].get("toy")
@@ -412,8 +412,9 @@ def _check_toy_tokenizers(config: dict) -> None:
               for i, t in enumerate(p["teachers"])]
     pairs += [(["continuations", name, "teacher"], c["student"], c["teacher"])
               for name, c in config["continuations"].items()]
+    parents = _parents(config)
     for where, student, teacher in pairs:
-        kinds = _toy_tokenizer(config, student), _toy_tokenizer(config, teacher)
+        kinds = toy_tokenizer(config, student, parents), toy_tokenizer(config, teacher, parents)
         if None not in kinds and kinds[0] != kinds[1]:
             raise ConfigError(f"{_key(where)}: {teacher!r} is a toy model of the {kinds[1]} tokenizer and the student "
                               f"{student!r} of the {kinds[0]} one; a teacher must share the student's tokenizer")

@@ -20,6 +20,7 @@ from opd.config import (  # noqa: E402
     seed_runs,
     sweep_points,
     template_for,
+    toy_tokenizer,
     validate_config,
 )
 from opd.launch import launch_prefix, slurm_resources  # noqa: E402
@@ -103,7 +104,7 @@ def tokenizer_dir(name):
     entry = config["models"][name]
     if "toy" not in entry:
         return f"results/tokenizers/{entry['tiny']['tokenizer']}"
-    return TOY_TOKENIZERS[entry["toy"].get("tokenizer", "characters")]
+    return TOY_TOKENIZERS[toy_tokenizer(config, name)]
 
 
 def local_files(path):

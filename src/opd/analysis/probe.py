@@ -26,6 +26,14 @@ def student_rollouts(student, tok, prompt_ids: list[list[int]], sampling: Sampli
     return HFBackend(student, tok, batch_size=batch_size, progress=False).generate(prompt_ids, sampling)
 
 
+def _packed(tok, prompt_ids: list[list[int]], rollouts, micro_batch_size: int, device):
+    """The rollouts in micro-batches, each as ``pack`` lays it out, on ``device``."""
+    for start in range(0, len(rollouts), micro_batch_size):
+        mb = rollouts[start:start + micro_batch_size]
+        yield (t.to(device) for t in pack([prompt_ids[r.prompt_index] for r in mb], [r.token_ids for r in mb],
+                                          tok.pad_token_id))
+
+
 @torch.no_grad()
 def teacher_scores(student, teacher, tok, prompt_ids: list[list[int]], rollouts, k: int,
                    micro_batch_size: int = 16, chunk_size: int = 64) -> dict[str, float]:
@@ -35,12 +43,7 @@ def teacher_scores(student, teacher, tok, prompt_ids: list[list[int]], rollouts,
     objective = Objective(kind="topk", k=k, metrics_k=k)
     n_tokens = sum(len(r.token_ids) for r in rollouts)
     sums: dict[str, float] = {}
-    for start in range(0, len(rollouts), micro_batch_size):
-        mb = rollouts[start:start + micro_batch_size]
-        ids, mask, flat, targets = pack([prompt_ids[r.prompt_index] for r in mb], [r.token_ids for r in mb],
-                                        tok.pad_token_id)
-        dev = s_head.device
-        ids, mask, flat, targets = ids.to(dev), mask.to(dev), flat.to(dev), targets.to(dev)
+    for ids, mask, flat, targets in _packed(tok, prompt_ids, rollouts, micro_batch_size, s_head.device):
         h_s = s_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
         h_t = t_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
         out = opd_loss(h_s.reshape(-1, h_s.shape[-1])[flat], s_head, h_t.reshape(-1, h_t.shape[-1])[flat],
@@ -65,10 +68,7 @@ def student_topk_mass(student, tok, prompt_ids: list[list[int]], rollouts, ks: t
     """The mean over every response position of the student's own top-k mass."""
     trunk, head = hidden_and_head(student)
     sums, n = dict.fromkeys(ks, 0.0), 0
-    for start in range(0, len(rollouts), micro_batch_size):
-        mb = rollouts[start:start + micro_batch_size]
-        ids, mask, flat, _ = (t.to(head.device) for t in pack(
-            [prompt_ids[r.prompt_index] for r in mb], [r.token_ids for r in mb], tok.pad_token_id))
+    for ids, mask, flat, _ in _packed(tok, prompt_ids, rollouts, micro_batch_size, head.device):
         h = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
         for k, mass in topk_mass(h.reshape(-1, h.shape[-1])[flat] @ head.T, ks).items():
             sums[k] += mass.sum().item()
