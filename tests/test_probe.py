@@ -49,7 +49,7 @@ def test_student_topk_mass_averages_over_its_own_response_positions(tiny_model_d
     student = load_model(tiny_model_dir, "float32", "cpu")
     prompts = [tokenizer(p["problem"], add_special_tokens=False)["input_ids"] for p in toy_problems(4, 3, 1, 2, "q")]
     rollouts = student_rollouts(student, tokenizer, prompts, SamplingParams(2, 1.0, 1.0, 12, 0), batch_size=8)
-    mass = student_topk_mass(student, tokenizer, prompts, rollouts, (1, 4, 16), micro_batch_size=3)
+    mass = student_topk_mass(student, tokenizer, prompts, rollouts, (1, 4, 16), micro_batch_size=3, chunk_size=5)
     assert 0 < mass[1] <= mass[4] <= mass[16] <= 1
     # by hand: one rollout at a time, every response position's top-4 mass
     values = []

@@ -64,14 +64,18 @@ def topk_mass(logits: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch.Tens
 
 @torch.no_grad()
 def student_topk_mass(student, tok, prompt_ids: list[list[int]], rollouts, ks: tuple[int, ...],
-                      micro_batch_size: int = 16) -> dict[int, float]:
-    """The mean over every response position of the student's own top-k mass."""
+                      micro_batch_size: int = 16, chunk_size: int = 256) -> dict[int, float]:
+    """The mean over every response position of the student's own top-k mass. Logits are
+    made ``chunk_size`` positions at a time: at 7K-token responses and a 152K vocabulary a
+    micro-batch's would not fit."""
     trunk, head = hidden_and_head(student)
     sums, n = dict.fromkeys(ks, 0.0), 0
     for ids, mask, flat, _ in _packed(tok, prompt_ids, rollouts, micro_batch_size, head.device):
         h = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
-        for k, mass in topk_mass(h.reshape(-1, h.shape[-1])[flat] @ head.T, ks).items():
-            sums[k] += mass.sum().item()
+        h = h.reshape(-1, h.shape[-1])[flat]
+        for chunk in h.split(chunk_size):
+            for k, mass in topk_mass(chunk @ head.T, ks).items():
+                sums[k] += mass.sum().item()
         n += len(flat)
     return {k: v / max(1, n) for k, v in sums.items()}
 
