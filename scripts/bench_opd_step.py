@@ -3,7 +3,7 @@
 this project's (opd.train.opd.train_step, HF rollouts) against TRL 1.16's on-policy
 ``DistillationTrainer`` (reverse KL: beta 1), side by side in one run: the same tiny Qwen3
 student and teacher, the same prompts per step, one rollout each of exactly the same length
-(EOS suppressed in both), fp32 on the CPU with the same thread count, no gradient
+(no stop token in ours, EOS suppressed in TRL's), fp32 on the CPU with the same thread count, no gradient
 checkpointing, no logging or checkpoints. TRL comes from the ``bench`` extra.
 
     python scripts/bench_opd_step.py [--threads 2 --prompts 8 --max-new-tokens 64 --steps 10]
@@ -64,7 +64,8 @@ def ours(tok, args) -> list[float]:
     settings = OPDSettings(steps=args.steps, prompts_per_step=args.prompts, n=1, max_new_tokens=args.max_new_tokens,
                            micro_batch_size=args.prompts, rollout_batch_size=args.prompts, lr=1e-6)
     updater = Updater(student, torch.optim.AdamW(student.parameters(), lr=1e-6), 1.0, Dist())
-    backend = HFBackend(student, tok, batch_size=args.prompts, progress=False)  # EOS suppressed: full length
+    backend = HFBackend(student, tok, batch_size=args.prompts, progress=False)
+    backend.stop_ids = set()  # every rollout runs to max_new_tokens (ours ignores suppress_tokens)
     times, parts = [], []
     with Grader() as grader:
         for step in range(1, args.steps + 1):

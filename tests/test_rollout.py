@@ -68,3 +68,48 @@ def test_a_prompt_longer_than_the_context_is_refused_by_name_before_any_compute(
         evaluate(backend, tokenizer, problems, SamplingParams(n=1, max_new_tokens=4), "{problem}", False, grader)
     with pytest.raises(ValueError, match="prompt 0 is"):
         backend.generate([[1] * context], SamplingParams(n=1, max_new_tokens=4))
+
+
+def test_the_decode_loop_chooses_the_tokens_generate_chooses(tokenizer, tiny_model_dir):
+    """Same seed, same left-padded batch: token for token what ``generate`` samples, greedy,
+    tempered and top-p, with rows that stop early padded as ``generate`` pads them."""
+    model = load_model(tiny_model_dir)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    ps = prompts(tokenizer, ["12+7", "3+4", "100+250", "9"])
+    backend = make_backend("hf", model, tokenizer, batch_size=16, progress=False)  # one batch, one RNG stream
+    reasons = set()
+    for sp in (SamplingParams(n=3, temperature=0, max_new_tokens=12),
+               SamplingParams(n=3, temperature=1.0, top_p=1.0, max_new_tokens=40, seed=5),
+               SamplingParams(n=3, temperature=0.7, top_p=0.95, max_new_tokens=40, seed=6)):
+        ours = backend.generate(ps, sp)
+        jobs = sorted(((i, j) for i in range(len(ps)) for j in range(sp.n)), key=lambda ij: len(ps[ij[0]]))
+        width = max(len(p) for p in ps)
+        ids = torch.full((len(jobs), width), tokenizer.pad_token_id)
+        mask = torch.zeros_like(ids)
+        for row, (i, _) in enumerate(jobs):
+            ids[row, width - len(ps[i]):], mask[row, width - len(ps[i]):] = torch.tensor(ps[i]), 1
+        torch.manual_seed(sp.seed)
+        greedy = sp.temperature == 0
+        seqs = model.generate(input_ids=ids, attention_mask=mask, do_sample=not greedy, max_new_tokens=sp.max_new_tokens,
+                              temperature=None if greedy else sp.temperature, top_p=None if greedy else sp.top_p,
+                              top_k=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        theirs = {}
+        for row, (i, j) in enumerate(jobs):
+            tokens = seqs[row, width:].tolist()
+            theirs[i, j] = tokens[: tokens.index(tokenizer.eos_token_id) + 1] if tokenizer.eos_token_id in tokens else tokens
+        assert {(r.prompt_index, r.sample_index): r.token_ids for r in ours} == theirs, sp
+        reasons |= {r.finish_reason for r in ours}
+    assert reasons == {"stop", "length"}
+
+
+def test_a_hub_generation_config_does_not_bend_the_sampled_distribution(tokenizer, tiny_model_dir):
+    """A repetition penalty or top-k in generation_config.json would make the rollouts
+    off-policy for the loss that scores them: the backend samples the model's own softmax."""
+    model = load_model(tiny_model_dir)
+    ps = prompts(tokenizer, ["12+7", "3+4"])
+    sp = SamplingParams(n=4, temperature=1.0, top_p=1.0, max_new_tokens=30, seed=2)
+    plain = make_backend("hf", model, tokenizer, progress=False).generate(ps, sp)
+    model.generation_config.repetition_penalty = 5.0
+    model.generation_config.top_k = 2
+    bent = make_backend("hf", model, tokenizer, progress=False).generate(ps, sp)
+    assert [r.token_ids for r in bent] == [r.token_ids for r in plain]

@@ -1,8 +1,18 @@
-"""Rollouts with ``transformers``' ``generate`` (batched, KV cache)."""
+"""Rollouts from a ``transformers`` model: batched, left-padded, with a KV cache.
+
+The decode loop is written out here rather than delegated to ``generate``, for two reasons.
+It samples from exactly softmax(logits / T) within top-p, as vLLM's backend does, whatever
+extras (repetition penalty, top-k, suppressed tokens) a hub model's ``generation_config.json``
+carries: on-policy training scores the student's own distribution. And on the small models
+of the toy world ``generate``'s per-token bookkeeping is a large share of a rollout. Its
+token choices are those of ``generate`` with the same seed (tested), so the two are
+interchangeable for a model whose generation config adds nothing.
+"""
 
 from __future__ import annotations
 
 import torch
+from transformers.generation.logits_process import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from ..batching import pad_pairs, prediction_positions
 from ..progress import progress
@@ -50,22 +60,10 @@ class HFBackend:
         for row, (i, _) in enumerate(chunk):  # left padding: responses start in one column
             ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
             mask[row, width - len(prompts[i]):] = 1
-        device = self.model.device
-        greedy = sampling.temperature == 0
-        seqs = self.model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            do_sample=not greedy,
-            temperature=None if greedy else sampling.temperature,
-            top_p=None if greedy else sampling.top_p,
-            top_k=None,
-            max_new_tokens=sampling.max_new_tokens,
-            eos_token_id=list(self.stop_ids),
-            pad_token_id=pad,
-        ).cpu()
+        seqs = sample(self.model, ids, mask, sampling, self.stop_ids, pad)
         rollouts = []
         for row, (i, j) in enumerate(chunk):
-            tokens = seqs[row, width:].tolist()
+            tokens = seqs[row]
             stop = next((k for k, t in enumerate(tokens) if t in self.stop_ids), None)
             if stop is None:
                 rollouts.append(Rollout(i, j, tokens, "length"))
@@ -77,6 +75,51 @@ class HFBackend:
             for r, lp in zip(rollouts, scores):
                 r.logprobs = lp
         return rollouts
+
+
+@torch.inference_mode()
+def sample(model, ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingParams, stop_ids: set[int],
+           pad_id: int) -> list[list[int]]:
+    """Up to ``sampling.max_new_tokens`` new tokens for each left-padded row of ``ids``:
+    greedy at temperature 0, otherwise one multinomial draw per step over the tempered,
+    top-p-filtered distribution. A row that has produced a stop token is fed ``pad_id`` from
+    then on; the loop ends when every row has stopped."""
+    rows, width = ids.shape
+    if not sampling.max_new_tokens:
+        return [[] for _ in range(rows)]
+    device = model.device
+    ids, mask = ids.to(device), mask.to(device)
+    warp = LogitsProcessorList()
+    if sampling.temperature:
+        if sampling.temperature != 1.0:
+            warp.append(TemperatureLogitsWarper(sampling.temperature))
+        if sampling.top_p < 1.0:
+            warp.append(TopPLogitsWarper(sampling.top_p))
+    stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
+    # the whole mask up front: each step's is a view of it
+    full_mask = torch.cat([mask, mask.new_ones(rows, sampling.max_new_tokens)], dim=1)
+    position = (mask.cumsum(-1) - 1).clamp(min=0)
+    running = torch.ones(rows, dtype=torch.bool, device=device)
+    out = torch.full((rows, sampling.max_new_tokens), pad_id, dtype=torch.long, device=device)
+    step = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True,
+                 cache_position=torch.arange(width, device=device), logits_to_keep=1)
+    for t in range(sampling.max_new_tokens):
+        if t:
+            position = position[:, -1:] + 1
+            step = model(input_ids=token[:, None], attention_mask=full_mask[:, :width + t], position_ids=position,
+                         past_key_values=step.past_key_values, use_cache=True,
+                         cache_position=torch.tensor([width + t - 1], device=device))
+        scores = warp(ids, step.logits[:, -1, :].float())  # the warpers do not read ids
+        if sampling.temperature:
+            token = torch.multinomial(scores.softmax(-1), num_samples=1)[:, 0]
+        else:
+            token = scores.argmax(-1)
+        token = token.masked_fill(~running, pad_id)
+        out[:, t] = token
+        running &= ~torch.isin(token, stops)
+        if not running.any():
+            break
+    return out[:, :t + 1].tolist()
 
 
 @torch.no_grad()
