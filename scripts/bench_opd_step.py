@@ -4,9 +4,10 @@ this project's (opd.train.opd.train_step, HF rollouts) against TRL 1.16's on-pol
 ``DistillationTrainer`` (reverse KL: beta 1), side by side in one run: the same tiny Qwen3
 student and teacher, the same prompts per step, one rollout each of exactly the same length
 (no stop token in ours, EOS suppressed in TRL's), fp32 on the CPU with the same thread count, no gradient
-checkpointing, no logging or checkpoints. TRL comes from the ``bench`` extra.
+checkpointing, no logging or checkpoints. TRL comes from the ``bench`` extra. The two take
+turns for ``--rounds`` rounds, so that a slow spell of a shared machine falls on both.
 
-    python scripts/bench_opd_step.py [--threads 2 --prompts 8 --max-new-tokens 64 --steps 10]
+    python scripts/bench_opd_step.py [--threads 2 --prompts 8 --max-new-tokens 64 --steps 10 --rounds 3]
 """
 import argparse
 import sys
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10, help="the first two are warm-up and not counted")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--heads", type=int, default=4)
@@ -124,13 +126,21 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tok = build_tokenizer()
-    results = {"ours": ours(tok, args), "trl": trl(tok, args)}
+    rounds = []
+    for _ in range(args.rounds):
+        per = {}
+        for name, run in (("ours", ours), ("trl", trl)):
+            steps = run(tok, args)[2:]
+            per[name] = sorted(steps)[len(steps) // 2]
+        rounds.append(per)
     print(f"{args.prompts} prompts x 1 rollout of {args.max_new_tokens} tokens, Qwen3 {args.layers} layers x "
           f"{args.hidden}, vocab {len(tok)}, {args.threads} threads; ours: objective {args.objective}")
-    per = {k: sorted(v[2:])[len(v[2:]) // 2] for k, v in results.items()}
-    for name, t in per.items():
-        print(f"  {name:5s} {t:.3f} s per step (median of {len(results[name]) - 2})")
-    print(f"  ours / TRL steps per second: {per['trl'] / per['ours']:.2f}x")
+    for i, per in enumerate(rounds, 1):
+        print(f"  round {i}: ours {per['ours']:.3f} s, TRL {per['trl']:.3f} s per step (medians of "
+              f"{args.steps - 2}); ours / TRL steps per second {per['trl'] / per['ours']:.2f}x")
+    ratios = sorted(per["trl"] / per["ours"] for per in rounds)
+    print(f"  ours / TRL steps per second over {args.rounds} rounds: {ratios[0]:.2f}-{ratios[-1]:.2f}x, "
+          f"median {ratios[len(ratios) // 2]:.2f}x")
 
 
 if __name__ == "__main__":
