@@ -151,7 +151,7 @@ def training_plan(job: str, student: Shape, settings: dict, *, world: int = 1, z
                   prompt_tokens: int = PROMPT_TOKENS, sampling: bool = True, student_dtype: str = "bfloat16") -> Plan:
     """OPD (with ``teacher``) or SFT. ``settings`` are the job's ``train`` settings (schema
     defaults filled in). The peak is the larger of sampling (vLLM's share, or HF
-    ``generate``'s KV cache and logits; left out with ``sampling=False``) and the update
+    the HF sampler's KV cache and logits; left out with ``sampling=False``) and the update
     (gradients, then the teacher's forward or the student's activations and loss)."""
     act = 2 if settings.get("precision") == "bf16" else 4
     bf16_weights = act == 2 and bool(settings.get("deepspeed"))
@@ -195,7 +195,7 @@ def training_plan(job: str, student: Shape, settings: dict, *, world: int = 1, z
                 per_rank = -(-settings["prompts_per_step"] * settings["n"] // world)
                 notes.append(f"vLLM {engine.note}, for {per_rank} rollouts a rank" if engine.note else "")
                 refusal = engine.refusal
-        else:  # HF generate on the student: the batch's KV cache and one step's logits
+        else:  # HF sampling from the student: the batch's KV cache and one step's logits
             batch = settings["rollout_batch_size"] * settings["n"]
             kv = student.kv_bytes_per_token(2 if bf16_weights else 4)
             phases["sampling"] = {"KV cache": batch * (prompt_tokens + settings["max_new_tokens"]) * kv,
@@ -212,7 +212,7 @@ def sampling_plan(job: str, model: Shape, dtype: str, *, backend: str, batch: in
                   gpu_bytes: float | None = None, runtime_bytes: float = RUNTIME_GIB * GiB) -> Plan:
     """Evaluation or teacher rollouts. vLLM takes ``gpu_memory_utilization`` of the GPU
     (its budget includes the CUDA context) and fills what its weights and activations
-    leave with KV cache, which must hold one full-length sequence; HF ``generate`` holds
+    leave with KV cache, which must hold one full-length sequence; HF sampling holds
     the batch's KV cache."""
     b = DTYPE_BYTES[dtype]
     weights = model.parameters * b / tensor_parallel

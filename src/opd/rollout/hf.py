@@ -101,14 +101,14 @@ def sample(model, ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingParam
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     running = torch.ones(rows, dtype=torch.bool, device=device)
     out = torch.full((rows, sampling.max_new_tokens), pad_id, dtype=torch.long, device=device)
+    cache_position = torch.arange(width, device=device)
     step = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True,
-                 cache_position=torch.arange(width, device=device), logits_to_keep=1)
+                 cache_position=cache_position, logits_to_keep=1)
     for t in range(sampling.max_new_tokens):
         if t:
-            position = position[:, -1:] + 1
+            position, cache_position = position[:, -1:] + 1, cache_position[-1:] + 1
             step = model(input_ids=token[:, None], attention_mask=full_mask[:, :width + t], position_ids=position,
-                         past_key_values=step.past_key_values, use_cache=True,
-                         cache_position=torch.tensor([width + t - 1], device=device))
+                         past_key_values=step.past_key_values, use_cache=True, cache_position=cache_position)
         scores = warp(ids, step.logits[:, -1, :].float())  # the warpers do not read ids
         if sampling.temperature:
             token = torch.multinomial(scores.softmax(-1), num_samples=1)[:, 0]
