@@ -96,8 +96,9 @@ def sample(model, ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingParam
         if sampling.top_p < 1.0:
             warp.append(TopPLogitsWarper(sampling.top_p))
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
-    # the whole mask up front: each step's is a view of it
-    full_mask = torch.cat([mask, mask.new_ones(rows, sampling.max_new_tokens)], dim=1)
+    # the whole mask up front, in the 4D form attention takes (one query a step: no causal
+    # part), so that each step's is a view and the model builds none
+    full_mask = torch.cat([mask, mask.new_ones(rows, sampling.max_new_tokens)], dim=1).bool()[:, None, None, :]
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     running = torch.ones(rows, dtype=torch.bool, device=device)
     out = torch.full((rows, sampling.max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -107,7 +108,7 @@ def sample(model, ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingParam
     for t in range(sampling.max_new_tokens):
         if t:
             position, cache_position = position[:, -1:] + 1, cache_position[-1:] + 1
-            step = model(input_ids=token[:, None], attention_mask=full_mask[:, :width + t], position_ids=position,
+            step = model(input_ids=token[:, None], attention_mask=full_mask[..., :width + t], position_ids=position,
                          past_key_values=step.past_key_values, use_cache=True, cache_position=cache_position)
         scores = warp(ids, step.logits[:, -1, :].float())  # the warpers do not read ids
         if sampling.temperature:
