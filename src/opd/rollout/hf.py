@@ -96,9 +96,12 @@ def sample(model, ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingParam
         if sampling.top_p < 1.0:
             warp.append(TopPLogitsWarper(sampling.top_p))
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
-    # the whole mask up front, in the 4D form attention takes (one query a step: no causal
-    # part), so that each step's is a view and the model builds none
-    full_mask = torch.cat([mask, mask.new_ones(rows, sampling.max_new_tokens)], dim=1).bool()[:, None, None, :]
+    # the whole mask up front, each step's a view of it; for SDPA in the boolean 4D form it
+    # takes (one query a step: no causal part), so the model builds none (other attention
+    # kernels want their own forms: they get the 2D mask)
+    full_mask = torch.cat([mask, mask.new_ones(rows, sampling.max_new_tokens)], dim=1)
+    if getattr(model.config, "_attn_implementation", None) == "sdpa":
+        full_mask = full_mask.bool()[:, None, None, :]
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     running = torch.ones(rows, dtype=torch.bool, device=device)
     out = torch.full((rows, sampling.max_new_tokens), pad_id, dtype=torch.long, device=device)
