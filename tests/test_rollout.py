@@ -113,3 +113,31 @@ def test_a_hub_generation_config_does_not_bend_the_sampled_distribution(tokenize
     model.generation_config.top_k = 2
     bent = make_backend("hf", model, tokenizer, progress=False).generate(ps, sp)
     assert [r.token_ids for r in bent] == [r.token_ids for r in plain]
+
+
+def test_a_sliding_window_model_samples_what_generate_samples(tokenizer):
+    """A model whose attention looks back only a few tokens builds that window into its own
+    mask: the loop leaves the mask to it, and chooses what ``generate`` chooses."""
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, use_sliding_window=True, sliding_window=4,
+                         max_window_layers=0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    assert set(model.config.layer_types) == {"sliding_attention"}
+    ps = prompts(tokenizer, ["12+7", "3+4", "100+250"])
+    sp = SamplingParams(n=1, temperature=0, max_new_tokens=24)
+    backend = make_backend("hf", model, tokenizer, batch_size=16, progress=False)
+    backend.stop_ids = set()  # full-length rows: the window slides well past every prompt
+    ours = {r.prompt_index: r.token_ids for r in backend.generate(ps, sp)}
+    order = sorted(range(len(ps)), key=lambda i: len(ps[i]))
+    width = max(len(p) for p in ps)
+    ids = torch.full((len(ps), width), tokenizer.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for row, i in enumerate(order):
+        ids[row, width - len(ps[i]):], mask[row, width - len(ps[i]):] = torch.tensor(ps[i]), 1
+    model.generation_config.eos_token_id = None  # generate too runs every row to the end
+    seqs = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=sp.max_new_tokens,
+                          pad_token_id=tokenizer.pad_token_id)
+    assert {i: seqs[row, width:].tolist() for row, i in enumerate(order)} == ours

@@ -96,11 +96,14 @@ def sample(model, ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingParam
         if sampling.top_p < 1.0:
             warp.append(TopPLogitsWarper(sampling.top_p))
     stops = torch.tensor(sorted(stop_ids), dtype=torch.long, device=device)
-    # the whole mask up front, each step's a view of it; for SDPA in the boolean 4D form it
-    # takes (one query a step: no causal part), so the model builds none (other attention
-    # kernels want their own forms: they get the 2D mask)
+    # the whole mask up front, each step's a view of it; for SDPA over full attention in the
+    # boolean 4D form it takes (one query a step: no causal part), so the model builds none.
+    # Other kernels want their own forms, and a sliding window or attention chunks are built
+    # into the model's own mask: those get the 2D mask.
     full_mask = torch.cat([mask, mask.new_ones(rows, sampling.max_new_tokens)], dim=1)
-    if getattr(model.config, "_attn_implementation", None) == "sdpa":
+    config = model.config
+    if (getattr(config, "_attn_implementation", None) == "sdpa" and getattr(config, "sliding_window", None) is None
+            and getattr(config, "attention_chunk_size", None) is None):
         full_mask = full_mask.bool()[:, None, None, :]
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     running = torch.ones(rows, dtype=torch.bool, device=device)
