@@ -4,10 +4,14 @@ this project's (opd.train.opd.train_step, HF rollouts) against TRL 1.16's on-pol
 ``DistillationTrainer`` (reverse KL: beta 1), side by side in one run: the same tiny Qwen3
 student and teacher, the same prompts per step, one rollout each of exactly the same length
 (no stop token in ours, EOS suppressed in TRL's), fp32 on the CPU with the same thread count, no gradient
-checkpointing, no logging or checkpoints. TRL comes from the ``bench`` extra. The two take
-turns for ``--rounds`` rounds, so that a slow spell of a shared machine falls on both.
+checkpointing, no logging or checkpoints. TRL comes from the ``bench`` extra.
 
-    python scripts/bench_opd_step.py [--threads 2 --prompts 8 --max-new-tokens 64 --steps 10 --rounds 3]
+The two take turns step by step: after each of TRL's steps (a trainer callback) comes one of
+ours, and each pair's ratio is taken. On a shared machine whose speed drifts by a factor of
+two within a minute, two steps a fraction of a second apart see the same machine; two runs
+of ten steps one after the other need not.
+
+    python scripts/bench_opd_step.py [--threads 2 --prompts 8 --max-new-tokens 64 --steps 40 --tokenizer toy]
 """
 import argparse
 import sys
@@ -49,66 +53,81 @@ def prompts(tok, args):
     return [{"id": f"p{i}", "problem": p.question, "answer": str(p.a + p.b)} for i, p in enumerate(problems)]
 
 
-def ours(tok, args) -> list[float]:
-    from opd.distributed import Dist
-    from opd.grading import Grader
-    from opd.losses import Objective
-    from opd.rollout.hf import HFBackend
-    from opd.train.opd import OPDSettings, train_step
-    from opd.train.updater import Updater
+class Ours:
+    """This project's trainer state; ``step()`` runs and times one whole step."""
 
-    student, teacher = models(tok, args)
-    teacher.eval().requires_grad_(False)
-    rows = prompts(tok, args)
-    ids = [tok(render_prompt(tok, p["problem"], TEMPLATE, True), add_special_tokens=False)["input_ids"]
-           for p in rows]
-    settings = OPDSettings(steps=args.steps, prompts_per_step=args.prompts, n=1, max_new_tokens=args.max_new_tokens,
-                           micro_batch_size=args.prompts, rollout_batch_size=args.prompts, lr=1e-6)
-    updater = Updater(student, torch.optim.AdamW(student.parameters(), lr=1e-6), 1.0, Dist())
-    backend = HFBackend(student, tok, batch_size=args.prompts, progress=False)
-    backend.stop_ids = set()  # every rollout runs to max_new_tokens (ours ignores suppress_tokens)
-    times, parts = [], []
-    with Grader() as grader:
-        for step in range(1, args.steps + 1):
-            t0 = time.perf_counter()
-            record = train_step(step, rows, ids, settings, Objective(kind=args.objective), student,
-                                *hidden_and_head(student), *hidden_and_head(teacher), updater, backend, tok, grader)
-            times.append(time.perf_counter() - t0)
-            parts.append({k: record[k] for k in ("time_rollout", "time_teacher", "time_update", "time_grading")})
-            assert record["response_length"] == args.max_new_tokens, record["response_length"]
-    mid = parts[len(parts) // 2]
-    print("ours, one step: " + ", ".join(f"{k[5:]} {v:.3f} s" for k, v in mid.items()), flush=True)
-    return times
+    def __init__(self, tok, args):
+        from opd.distributed import Dist
+        from opd.grading import Grader
+        from opd.rollout.hf import HFBackend
+        from opd.train.opd import OPDSettings
+        from opd.train.updater import Updater
+
+        self.tok, self.args = tok, args
+        self.student, teacher = models(tok, args)
+        teacher.eval().requires_grad_(False)
+        self.trunks = (*hidden_and_head(self.student), *hidden_and_head(teacher))
+        self.rows = prompts(tok, args)
+        self.ids = [tok(render_prompt(tok, p["problem"], TEMPLATE, True), add_special_tokens=False)["input_ids"]
+                    for p in self.rows]
+        self.settings = OPDSettings(steps=args.steps, prompts_per_step=args.prompts, n=1,
+                                    max_new_tokens=args.max_new_tokens, micro_batch_size=args.prompts,
+                                    rollout_batch_size=args.prompts, lr=1e-6)
+        self.updater = Updater(self.student, torch.optim.AdamW(self.student.parameters(), lr=1e-6), 1.0, Dist())
+        self.backend = HFBackend(self.student, tok, batch_size=args.prompts, progress=False)
+        self.backend.stop_ids = set()  # every rollout runs to max_new_tokens (ours ignores suppress_tokens)
+        self.grader = Grader()
+        self.times, self.parts = [], []
+
+    def step(self) -> None:
+        from opd.losses import Objective
+        from opd.train.opd import train_step
+
+        t0 = time.perf_counter()
+        record = train_step(len(self.times) + 1, self.rows, self.ids, self.settings,
+                            Objective(kind=self.args.objective), self.student, *self.trunks, self.updater,
+                            self.backend, self.tok, self.grader)
+        self.times.append(time.perf_counter() - t0)
+        self.parts.append({k: record[k] for k in ("time_rollout", "time_teacher", "time_update", "time_grading")})
+        assert record["response_length"] == self.args.max_new_tokens, record["response_length"]
 
 
-def trl(tok, args) -> list[float]:
+def run_in_turns(tok, args) -> tuple[list[float], Ours]:
+    """TRL's trainer, with one of our steps after each of its steps; TRL's step times."""
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import DistillationConfig, DistillationTrainer
 
+    ours = Ours(tok, args)
     student, teacher = models(tok, args)
     rows = prompts(tok, args)
     data = Dataset.from_list([{"prompt": render_prompt(tok, p["problem"], TEMPLATE, True)} for p in rows])
     times = []
 
-    class Clock(TrainerCallback):
+    class Turns(TrainerCallback):
         def on_step_begin(self, *a, **k):
             self.t0 = time.perf_counter()
 
         def on_step_end(self, *a, **k):
             times.append(time.perf_counter() - self.t0)
+            ours.step()
 
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, ours.grader:
         config = DistillationConfig(
             output_dir=out, per_device_train_batch_size=args.prompts, max_steps=args.steps,
             max_completion_length=args.max_new_tokens, temperature=1.0, top_p=1.0, beta=1.0, learning_rate=1e-6,
             gradient_checkpointing=False, bf16=False, use_cpu=True, logging_steps=10**6, report_to=[],
-            save_strategy="no", dataloader_num_workers=0, seed=0,
+            save_strategy="no", dataloader_num_workers=0, seed=0, disable_tqdm=True,
             generation_kwargs={"suppress_tokens": [tok.eos_token_id], "min_new_tokens": args.max_new_tokens})
         trainer = DistillationTrainer(model=student, teacher_model=teacher, args=config, train_dataset=data,
-                                      processing_class=tok, callbacks=[Clock()])
+                                      processing_class=tok, callbacks=[Turns()])
         trainer.train()
-    return times
+    return times, ours
+
+
+def quantiles(xs: list[float]) -> tuple[float, float, float]:
+    xs = sorted(xs)
+    return xs[len(xs) // 4], xs[len(xs) // 2], xs[(3 * len(xs)) // 4]
 
 
 def main() -> None:
@@ -116,31 +135,38 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=10, help="the first two are warm-up and not counted")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=40, help="of each; the first two are warm-up and not counted")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--tokenizer", default="toy", choices=["toy", "qwen3"],
+                    help="the toy world's (100 tokens) or Qwen3's real one (151,669: the paper's vocabulary)")
     ap.add_argument("--objective", default="full", choices=["full", "topk", "sampled"],
                     help="ours; full is TRL's objective (the exact reverse KL)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    tok = build_tokenizer()
-    rounds = []
-    for _ in range(args.rounds):
-        per = {}
-        for name, run in (("ours", ours), ("trl", trl)):
-            steps = run(tok, args)[2:]
-            per[name] = sorted(steps)[len(steps) // 2]
-        rounds.append(per)
+    if args.tokenizer == "qwen3":
+        from opd.qwen_tokenizers import build_qwen_tokenizer
+        tok = build_qwen_tokenizer("qwen3")
+        tok.pad_token = tok.pad_token or tok.eos_token
+    else:
+        tok = build_tokenizer()
+    trl_times, ours = run_in_turns(tok, args)
+    warm = 2  # the first steps of each are warm-up
+    trl_times, our_times = trl_times[warm:], ours.times[warm:]
+    ratios = [t / o for t, o in zip(trl_times, our_times)]
+    mid = ours.parts[warm + len(our_times) // 2]
     print(f"{args.prompts} prompts x 1 rollout of {args.max_new_tokens} tokens, Qwen3 {args.layers} layers x "
           f"{args.hidden}, vocab {len(tok)}, {args.threads} threads; ours: objective {args.objective}")
-    for i, per in enumerate(rounds, 1):
-        print(f"  round {i}: ours {per['ours']:.3f} s, TRL {per['trl']:.3f} s per step (medians of "
-              f"{args.steps - 2}); ours / TRL steps per second {per['trl'] / per['ours']:.2f}x")
-    ratios = sorted(per["trl"] / per["ours"] for per in rounds)
-    print(f"  ours / TRL steps per second over {args.rounds} rounds: {ratios[0]:.2f}-{ratios[-1]:.2f}x, "
-          f"median {ratios[len(ratios) // 2]:.2f}x")
+    print("  ours, one step: " + ", ".join(f"{k[5:]} {v:.3f} s" for k, v in mid.items()))
+    for name, ts in (("ours", our_times), ("TRL", trl_times)):
+        q1, q2, q3 = quantiles(ts)
+        print(f"  {name}: {q2:.3f} s per step (median of {len(ts)}; quartiles {q1:.3f}-{q3:.3f}, "
+              f"range {min(ts):.3f}-{max(ts):.3f})")
+    q1, q2, q3 = quantiles(ratios)
+    print(f"  ours / TRL steps per second, step by step: median {q2:.2f}x, quartiles {q1:.2f}-{q3:.2f}x, "
+          f"range {min(ratios):.2f}-{max(ratios):.2f}x, {sum(r >= 1.5 for r in ratios)} of {len(ratios)} pairs "
+          f"at 1.5x or more")
 
 
 if __name__ == "__main__":
