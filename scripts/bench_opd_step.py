@@ -14,6 +14,7 @@ of ten steps one after the other need not.
     python scripts/bench_opd_step.py [--threads 2 --prompts 8 --max-new-tokens 64 --steps 40 --tokenizer toy]
 """
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -125,11 +126,6 @@ def run_in_turns(tok, args) -> tuple[list[float], Ours]:
     return times, ours
 
 
-def quantiles(xs: list[float]) -> tuple[float, float, float]:
-    xs = sorted(xs)
-    return xs[len(xs) // 4], xs[len(xs) // 2], xs[(3 * len(xs)) // 4]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -147,8 +143,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.tokenizer == "qwen3":
         from opd.qwen_tokenizers import build_qwen_tokenizer
-        tok = build_qwen_tokenizer("qwen3")
-        tok.pad_token = tok.pad_token or tok.eos_token
+        tok = build_qwen_tokenizer("qwen3")  # pads with <|endoftext|>, on the left
     else:
         tok = build_tokenizer()
     trl_times, ours = run_in_turns(tok, args)
@@ -160,10 +155,10 @@ def main() -> None:
           f"{args.hidden}, vocab {len(tok)}, {args.threads} threads; ours: objective {args.objective}")
     print("  ours, one step: " + ", ".join(f"{k[5:]} {v:.3f} s" for k, v in mid.items()))
     for name, ts in (("ours", our_times), ("TRL", trl_times)):
-        q1, q2, q3 = quantiles(ts)
+        q1, q2, q3 = statistics.quantiles(ts, n=4, method="inclusive")
         print(f"  {name}: {q2:.3f} s per step (median of {len(ts)}; quartiles {q1:.3f}-{q3:.3f}, "
               f"range {min(ts):.3f}-{max(ts):.3f})")
-    q1, q2, q3 = quantiles(ratios)
+    q1, q2, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
     print(f"  ours / TRL steps per second, step by step: median {q2:.2f}x, quartiles {q1:.2f}-{q3:.2f}x, "
           f"range {min(ratios):.2f}-{max(ratios):.2f}x, {sum(r >= 1.5 for r in ratios)} of {len(ratios)} pairs "
           f"at 1.5x or more")
