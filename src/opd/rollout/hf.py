@@ -17,6 +17,7 @@ from transformers.generation.logits_process import LogitsProcessorList, Temperat
 from ..batching import pad_pairs, prediction_positions
 from ..progress import progress
 from . import Rollout, SamplingParams, check_prompt_lengths
+from .qwen_decode import qwen_decoder
 
 
 class HFBackend:
@@ -102,8 +103,9 @@ def sample(model, ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingParam
     # into the model's own mask: those get the 2D mask.
     full_mask = torch.cat([mask, mask.new_ones(rows, sampling.max_new_tokens)], dim=1)
     config = model.config
-    if (getattr(config, "_attn_implementation", None) == "sdpa" and getattr(config, "sliding_window", None) is None
-            and getattr(config, "attention_chunk_size", None) is None):
+    four_d = (getattr(config, "_attn_implementation", None) == "sdpa" and getattr(config, "sliding_window", None) is None
+              and getattr(config, "attention_chunk_size", None) is None)
+    if four_d:
         full_mask = full_mask.bool()[:, None, None, :]
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     running = torch.ones(rows, dtype=torch.bool, device=device)
@@ -111,12 +113,22 @@ def sample(model, ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingParam
     cache_position = torch.arange(width, device=device)
     step = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True,
                  cache_position=cache_position, logits_to_keep=1)
+    logits = step.logits[:, -1, :]
+    # Qwen2/Qwen3 decode the same logits without the model's per-call bookkeeping (qwen_decode)
+    decoder = qwen_decoder(model, step.past_key_values, width + sampling.max_new_tokens) if four_d else None
+    if decoder is not None:
+        step = None  # its cache now lives in the decoder's buffers
     for t in range(sampling.max_new_tokens):
         if t:
             position, cache_position = position[:, -1:] + 1, cache_position[-1:] + 1
-            step = model(input_ids=token[:, None], attention_mask=full_mask[..., :width + t], position_ids=position,
-                         past_key_values=step.past_key_values, use_cache=True, cache_position=cache_position)
-        scores = warp(ids, step.logits[:, -1, :].float())  # the warpers do not read ids
+            if decoder is not None:
+                logits = decoder.step(token[:, None], position, full_mask[..., :width + t])
+            else:
+                step = model(input_ids=token[:, None], attention_mask=full_mask[..., :width + t],
+                             position_ids=position, past_key_values=step.past_key_values, use_cache=True,
+                             cache_position=cache_position)
+                logits = step.logits[:, -1, :]
+        scores = warp(ids, logits.float())  # the warpers do not read ids
         if sampling.temperature:
             token = torch.multinomial(scores.softmax(-1), num_samples=1)[:, 0]
         else:
