@@ -65,13 +65,12 @@ class QwenDecoder:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         self.model, self.inner, self.rope, self.attend = model, model.model, rope, sdpa_attention_forward
+        self.length = cache.layers[0].keys.shape[2]
+        if capacity < self.length:
+            raise ValueError(f"capacity {capacity} is shorter than the {self.length} cached positions")
         self.keys, self.values = [], []
         for layer in cache.layers:
-            k, v = layer.keys, layer.values
-            self.length = k.shape[2]
-            if capacity < self.length:
-                raise ValueError(f"capacity {capacity} is shorter than the {self.length} cached positions")
-            for store, x in ((self.keys, k), (self.values, v)):
+            for store, x in ((self.keys, layer.keys), (self.values, layer.values)):
                 buffer = x.new_empty((*x.shape[:2], capacity, x.shape[3]))
                 buffer[:, :, :self.length] = x
                 store.append(buffer)
@@ -85,11 +84,9 @@ class QwenDecoder:
         hidden = self.inner.embed_tokens(token)
         cos_sin = self.inner.rotary_emb(hidden, position_ids)
         for i, layer in enumerate(self.inner.layers):
-            residual = hidden
-            hidden = residual + self._attention(layer.self_attn, layer.input_layernorm(hidden), cos_sin,
-                                                attention_mask, i, n0, n1)
-            residual = hidden
-            hidden = residual + layer.mlp(layer.post_attention_layernorm(hidden))
+            hidden = hidden + self._attention(layer.self_attn, layer.input_layernorm(hidden), cos_sin,
+                                              attention_mask, i, n0, n1)
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
         self.length = n1
         return self.model.lm_head(self.inner.norm(hidden)[:, -1, :])
 
