@@ -125,3 +125,36 @@ def test_a_job_beyond_its_gpu_is_refused_before_submission_naming_the_setting(tm
     out = run.stdout + run.stderr
     assert "memory plan: opd_train s4.1_justrl_teacher:" in out and " of 40 GiB per GPU at update" in out
     assert "does not fit; change experiments.s4.1_justrl_teacher.train.gradient_checkpointing" in out
+
+
+def test_gpu_check_sets_each_training_jobs_measured_peaks_beside_its_plan(tmp_path):
+    """scripts/gpu_check.py: the plans come from a dry run of the same DAG; a log's peaks (GB,
+    as torch reports them) are printed in GiB beside them, or n/a on the CPU."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts/gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    subprocess.run([sys.executable, str(ROOT / "scripts/make_hub_mirrors.py")], cwd=tmp_path, check=True,
+                   capture_output=True)
+    config = gpu_check.one_gpu_config(yaml.safe_load((ROOT / "config/rehearsal.yaml").read_text()))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    plans = gpu_check.memory_plans([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+                                    "--directory", str(tmp_path), "--configfile", str(path)])
+    opd, sft = next(iter(config["experiments"])), next(iter(config["sft"]))
+    assert plans[f"opd_train {opd}"].split(" GiB per GPU")[0].replace(".", "").isdigit()
+    assert f"sft {sft}" in plans and f"eval_model {config['experiments'][opd]['student']}" in plans
+    for kind, name, peaks in (("opd", opd, (1.0, 2.5)), ("sft", sft, (None,))):
+        log = tmp_path / "results" / kind / name / "train_log.jsonl"
+        log.parent.mkdir(parents=True)
+        log.write_text("\n".join(json.dumps({"step": 1, "tokens": 100, "seconds": 2.0, "tokens_per_s": 10,
+                                             "rollout_tokens_per_s": 20, "peak_gpu_memory_gb": gb,
+                                             "peak_gpu_memory_reserved_gb": gb and gb + 1}) for gb in peaks))
+    lines = gpu_check.figures(tmp_path, plans)
+    assert f"opd {opd}: rollout 20 tokens/s, step 10 tokens/s, peak GPU memory 2.33 GiB allocated, " \
+           f"3.26 GiB reserved; planned {plans[f'opd_train {opd}']}" in lines
+    assert f"sft {sft}: 50 tokens/s, peak GPU memory n/a (CPU); planned {plans[f'sft {sft}']}" in lines

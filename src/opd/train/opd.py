@@ -28,7 +28,7 @@ from ..models import hidden_and_head, load_model, load_tokenizer, same_tokenizer
 from ..rollout import SamplingParams, check_prompt_lengths, make_backend
 from ..rollout.hf import HFBackend
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
-from .updater import Updater, enable_checkpointing, precision_context
+from .updater import Updater, enable_checkpointing, peak_gpu_memory_gb, precision_context
 
 
 @dataclass(frozen=True)
@@ -256,8 +256,7 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         "lr": updater.optimizer.param_groups[0]["lr"],
         "tokens_per_s": n_tokens / (t2 - t0),
         "rollout_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
-        # this rank's peak GPU memory since the job started (GB); None on the CPU
-        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None,
+        **peak_gpu_memory_gb(),
         "time_rollout": t1 - t0,
         "time_teacher": teacher_s,
         "time_update": t2 - t1 - teacher_s,

@@ -21,7 +21,7 @@ from ..batching import epoch_permutation, pad_pairs, prediction_positions
 from ..losses import chunked_nll
 from ..models import hidden_and_head, load_model, load_tokenizer
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
-from .updater import Updater, enable_checkpointing, precision_context
+from .updater import Updater, enable_checkpointing, peak_gpu_memory_gb, precision_context
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
             sched.step()
             log.write(json.dumps({"step": step, "loss": loss_total, "grad_norm": float(grad_norm),
                                   "lr": sched.get_last_lr()[0], "tokens": n_tokens,
-                                  "seconds": time.perf_counter() - t0}) + "\n")
+                                  "seconds": time.perf_counter() - t0, **peak_gpu_memory_gb()}) + "\n")
             log.flush()
             run.end_step(step, total, settings.checkpoint_every, stop, model, updater, sched)
     model.eval()

@@ -51,6 +51,16 @@ def deepspeed_config(name: str, grad_clip: float, precision: str = "fp32") -> di
 PRECISIONS = ("fp32", "bf16")
 
 
+def peak_gpu_memory_gb() -> dict:
+    """This rank's peak GPU memory since the job started (GB): what torch allocated, and what
+    its caching allocator reserved (fragmentation included), to set beside the memory plan;
+    None on the CPU."""
+    if not torch.cuda.is_available():
+        return {"peak_gpu_memory_gb": None, "peak_gpu_memory_reserved_gb": None}
+    return {"peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
+            "peak_gpu_memory_reserved_gb": torch.cuda.max_memory_reserved() / 1e9}
+
+
 def precision_context(precision: str, device):
     """bf16 mixed precision: the model's matmuls in bf16 under autocast; weights, gradients
     and optimizer state stay fp32, and the losses take their log-softmax in fp32."""
