@@ -62,12 +62,13 @@ class Ours:
         from opd.grading import Grader
         from opd.rollout.hf import HFBackend
         from opd.train.opd import OPDSettings
+        from opd.train.teacher import Teacher
         from opd.train.updater import Updater
 
         self.tok, self.args = tok, args
         self.student, teacher = models(tok, args)
         teacher.eval().requires_grad_(False)
-        self.trunks = (*hidden_and_head(self.student), *hidden_and_head(teacher))
+        self.trunks = (*hidden_and_head(self.student), Teacher(teacher))
         self.rows = prompts(tok, args)
         self.ids = [tok(render_prompt(tok, p["problem"], TEMPLATE, True), add_special_tokens=False)["input_ids"]
                     for p in self.rows]

@@ -13,6 +13,7 @@ import torch  # noqa: E402
 from opd.data import read_problems  # noqa: E402
 from opd.evaluation import evaluate  # noqa: E402
 from opd.grading import Grader  # noqa: E402
+from opd.device_memory import memory_source, used_gib  # noqa: E402
 from opd.io import write_json, write_jsonl  # noqa: E402
 from opd.models import load_tokenizer  # noqa: E402
 from opd.rollout import SamplingParams, open_backend  # noqa: E402
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--backend", default="hf", choices=("hf", "vllm"))
     ap.add_argument("--tensor-parallel-size", type=int, default=1, help="vllm: GPUs per model")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm: fraction of each GPU")
+    ap.add_argument("--max-model-len", type=int, help="vllm: the engine's context (prompt allowance + response)")
+    ap.add_argument("--max-problems", type=int, help="only the first N (the canary)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--grading", default="{}", help='JSON: {"timeout_s": 5, "max_answer_chars": 1000}')
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -39,16 +42,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    problems = read_problems(args.benchmark)
+    problems = read_problems(args.benchmark)[:args.max_problems]
     sampling = SamplingParams(**json.loads(args.sampling))
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     backend = open_backend(args.backend, args.model, tokenizer, dtype=args.dtype, device=args.device,
                            trust_remote_code=args.trust_remote_code, batch_size=args.batch_size,
                            tensor_parallel_size=args.tensor_parallel_size,
-                           gpu_memory_utilization=args.gpu_memory_utilization, seed=sampling.seed)
+                           gpu_memory_utilization=args.gpu_memory_utilization, seed=sampling.seed,
+                           max_model_len=args.max_model_len)
     with Grader(**json.loads(args.grading)) as grader:
         metrics, samples = evaluate(backend, tokenizer, problems, sampling, args.template,
                                     chat=not args.no_chat, grader=grader)
+    metrics.update(memory_gib=used_gib(args.device), memory_source=memory_source(args.device))  # engine still up
     backend.close()
     metrics = {"model": args.model, "benchmark": args.benchmark, **metrics}
     write_jsonl(args.samples, samples)

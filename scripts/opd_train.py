@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from opd import distributed  # noqa: E402
+from opd import distributed, process  # noqa: E402
 from opd.data import read_problems  # noqa: E402
 from opd.losses import Objective  # noqa: E402
 from opd.train.checkpoint import export  # noqa: E402
@@ -23,13 +23,14 @@ def main() -> None:
     ap.add_argument("--prompts", required=True, help="training prompts JSONL")
     ap.add_argument("--benchmark", action="append", default=[], metavar="NAME=JSONL",
                     help="validation benchmark (repeatable)")
+    ap.add_argument("--val-limit", type=int, help="validate on the first N problems of each benchmark (the canary)")
     ap.add_argument("--settings", default="{}", help="OPDSettings as JSON")
     ap.add_argument("--objective", default="{}", help="Objective as JSON")
     ap.add_argument("--template", default="{problem}")
     ap.add_argument("--no-chat", action="store_true")
     ap.add_argument("--grading", default="{}")
     ap.add_argument("--run-dir", required=True, help="checkpoints; kept across retries")
-    ap.add_argument("--out", required=True, help="final model directory (HF format)")
+    ap.add_argument("--out", help="final model directory (HF format); none for a canary run")
     ap.add_argument("--log-out", required=True, help="copy of the per-step JSONL log")
     ap.add_argument("--teacher-dtype", default="float32")
     ap.add_argument("--student-dtype", default="float32", help="the student's own dtype: vLLM rollouts use it")
@@ -38,12 +39,12 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    process.set_threads(args.threads)
+    process.set_determinism(args.device)
     benchmarks = {}
     for item in args.benchmark:
         name, path = item.split("=", 1)
-        benchmarks[name] = read_problems(path)
+        benchmarks[name] = read_problems(path)[:args.val_limit]
     student, tok, run = train(
         args.student, args.teacher, read_problems(args.prompts), benchmarks,
         OPDSettings(**json.loads(args.settings)), Objective(**json.loads(args.objective)), args.run_dir,
@@ -54,7 +55,7 @@ def main() -> None:
     )
     export(student, tok, run, args.out, args.log_out)
     if run.dist.main:
-        print(f"wrote {args.out} and {args.log_out}")
+        print(f"wrote {args.out or 'no model'} and {args.log_out}")
     distributed.shutdown()
 
 

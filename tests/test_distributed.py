@@ -77,6 +77,32 @@ def test_opd_on_two_ranks_equals_one_process(tmp_path, tiny_model_dir, teacher_m
 
 
 @pytest.mark.skipif(not HAS_DEEPSPEED, reason="DeepSpeed is not installed")
+def test_a_zero3_sharded_teacher_gives_the_replicated_teachers_update(tmp_path, tiny_model_dir, teacher_model_dir):
+    """Two ranks, each holding half the teacher (DeepSpeed ZeRO-3, a layer and the head
+    gathered when needed), score as two full replicas do: the same loss, metrics and weights.
+    Length-grouped micro-batches whose counts differ between ranks keep the gathers matched."""
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, toy_problems(8, 40, 1, 2, "p"))
+    settings = {"steps": 2, "prompts_per_step": 6, "n": 1, "temperature": 0.0, "max_new_tokens": 8, "lr": 1e-3,
+                "micro_batch_size": 2, "max_tokens_per_micro_batch": 20, "eval_every": 100, "deepspeed": "zero2"}
+    logs = {}
+    for sharding in ("replicated", "zero3"):
+        work = tmp_path / sharding
+        launch(2, "opd_train.py", [
+            "--student", str(tiny_model_dir), "--teacher", str(teacher_model_dir), "--prompts", str(prompts),
+            "--settings", json.dumps({**settings, "teacher_sharding": sharding}), "--objective", '{"k": 4}',
+            "--run-dir", str(work / "run"), "--out", str(work / "model"), "--log-out", str(work / "log.jsonl")])
+        logs[sharding] = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    w_rep, w_z3 = weights(tmp_path / "replicated/model"), weights(tmp_path / "zero3/model")
+    for k in w_rep:
+        torch.testing.assert_close(w_z3[k], w_rep[k], rtol=0, atol=1e-6)
+    assert any(not torch.equal(weights(tiny_model_dir)[k], w_rep[k]) for k in w_rep)
+    for rep, z3 in zip(logs["replicated"], logs["zero3"]):
+        for key in ("loss", "overlap_ratio", "adv_intersection", "entropy_teacher", "reverse_kl", "grad_norm"):
+            assert z3[key] == pytest.approx(rep[key], rel=1e-5, abs=1e-7), key
+
+
+@pytest.mark.skipif(not HAS_DEEPSPEED, reason="DeepSpeed is not installed")
 def test_zero2_on_one_gpu_started_by_python_equals_the_plain_update(tmp_path, tiny_model_dir, teacher_model_dir):
     """A one-GPU job runs `python`, not torchrun: DeepSpeed must not go looking for MPI."""
     prompts = tmp_path / "prompts.jsonl"

@@ -76,6 +76,7 @@ def student_gradients(student, teacher, prompts, responses, **settings):
     from opd.distributed import Dist
     from opd.losses import Objective
     from opd.train.opd import OPDSettings, accumulate_gradients
+    from opd.train.teacher import Teacher
     from opd.train.updater import Updater, enable_checkpointing
 
     student.zero_grad(set_to_none=True)
@@ -88,7 +89,7 @@ def student_gradients(student, teacher, prompts, responses, **settings):
     counts = (sum(lengths), sum(n > 0 for n in lengths), len(lengths))
     updater = Updater(student, torch.optim.SGD(student.parameters(), lr=0.0), 1.0, Dist())
     loss, _, _, _ = accumulate_gradients(prompts, responses, s, Objective(k=4), *hidden_and_head(student),
-                                         *hidden_and_head(teacher), updater, 0, counts)
+                                         Teacher(teacher), updater, 0, counts)
     return loss, torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None])
 
 
@@ -142,3 +143,31 @@ def test_bf16_mixed_precision_gradients_are_the_fp32_ones_within_bf16_rounding(s
     rel = (b_grad - grad).norm() / grad.norm()
     assert rel < 0.03, float(rel)
     assert all(p.dtype == torch.float32 for p in step_case[0].parameters())
+
+
+def test_a_rank_short_of_micro_batches_runs_empty_ones_that_change_nothing(step_case):
+    """With ZeRO or a sharded teacher every backward and forward is a collective: a rank with
+    fewer micro-batches than another runs the missing ones, at weight 0."""
+    import torch
+
+    from opd.distributed import Dist
+    from opd.train.updater import Updater
+
+    class OtherRankHasMore(Dist):
+        def gather(self, items):
+            return [*items, 9]
+
+    student = step_case[0]
+    updater = Updater(student, torch.optim.SGD(student.parameters(), lr=0.0), 1.0, OtherRankHasMore(0, 2),
+                      equal_micro_batches=True)
+    batches = updater.micro_batches([5, 9, 3], size=2, max_tokens=None)
+    assert batches == [[0], [1], [2], [], [], [], [], [], []]  # split to single sequences, then padded
+    loss, grad = student_gradients(*step_case, micro_batch_size=2)
+    original = Updater.micro_batches
+    try:
+        Updater.micro_batches = lambda self, lengths, size, budget: [*original(self, lengths, size, budget), [], []]
+        f_loss, f_grad = student_gradients(*step_case, micro_batch_size=2)
+    finally:
+        Updater.micro_batches = original
+    assert f_loss == loss
+    torch.testing.assert_close(f_grad, grad, rtol=0, atol=0)

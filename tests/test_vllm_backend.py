@@ -149,3 +149,41 @@ def test_check_script_compares_backends_on_the_cpu(vllm_model, tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "greedy token-identical: 8/8" in done.stdout
+
+
+def test_two_ranks_each_with_its_engine_train_in_bf16_under_deepspeed_and_share_validation(
+        tmp_path, vllm_model, teacher_model_dir, tokenizer):
+    """The combination a GPU node runs, on two CPU ranks: each rank's colocated engine through
+    vLLM's torchrun executor, sampling in bf16, DeepSpeed ZeRO-2's bf16 update (fp32
+    reduction), validation shared out over the ranks, device memory logged at each phase."""
+    from test_distributed import launch
+
+    from opd.data import toy_problems
+    from opd.io import write_jsonl
+
+    write_jsonl(tmp_path / "prompts.jsonl", toy_problems(5, 40, 1, 3, "p"))
+    write_jsonl(tmp_path / "val.jsonl", toy_problems(6, 5, 1, 2, "v"))
+    settings = {"steps": 2, "prompts_per_step": 4, "n": 2, "max_new_tokens": 12, "lr": 1e-4, "eval_every": 2,
+                "eval_n": 2, "micro_batch_size": 4, "rollout_backend": "vllm", "vllm_gpu_memory_utilization": 0.5,
+                "deepspeed": "zero2", "precision": "bf16", "max_prompt_tokens": 64}
+    done = launch(2, "opd_train.py", [
+        "--student", str(vllm_model), "--teacher", str(teacher_model_dir), "--student-dtype", "bfloat16",
+        "--prompts", str(tmp_path / "prompts.jsonl"), "--benchmark", f"val={tmp_path / 'val.jsonl'}",
+        "--settings", json.dumps(settings), "--objective", '{"k": 4}', "--run-dir", str(tmp_path / "run"),
+        "--out", str(tmp_path / "model"), "--log-out", str(tmp_path / "log.jsonl")])
+    output = done.stdout + done.stderr
+    assert output.count("Using external launcher for distributed inference") >= 2, output[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [0, 1, 2]
+    for r in (log[0], log[2]):
+        assert r["val_problems_per_rank"] == {"val": [3, 2]} and 0 <= r["val"]["val"] <= 1
+    phases = {"before_wake", "after_wake", "after_sampling", "after_sleep", "after_update"}
+    assert set(log[1]["memory_gib"]) == {"after_startup", *phases} and log[1]["time_startup"] > 0
+    assert set(log[2]["memory_gib"]) == phases
+    for r in log[1:]:
+        assert r["memory_source"] == "host_rss" and r["time_wake"] > 0
+    from safetensors.torch import load_file
+
+    import torch
+
+    assert {t.dtype for t in load_file(str(tmp_path / "model/model.safetensors")).values()} == {torch.bfloat16}

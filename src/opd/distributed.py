@@ -6,12 +6,19 @@ same variables from SLURM's). Every rank holds the whole model and takes its sha
 step's examples; token counts and gradients are *summed* over ranks and the loss is
 normalised by the global token count, so one update equals the single-process update on
 the whole batch. Rank 0 alone writes logs and checkpoints.
+
+Collectives on the default group carry the job's timeout (``collective_timeout_min``, an
+hour by default), not NCCL's 10 minutes: a rank whose rollouts or share of a validation
+run longer waits for the others there. The recipes make the first collective after every
+phase whose length differs between ranks one of this module's (on the default group);
+DeepSpeed's and vLLM's own groups keep torch's default and see only balanced work.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -31,10 +38,20 @@ class Dist:
         """This rank's own GPU when running on GPUs."""
         return f"cuda:{self.local_rank}" if requested.startswith("cuda") and self.world > 1 else requested
 
+    def seed(self, base: int) -> int:
+        """This rank's sampling seed for a draw whose rank-0 seed is ``base``."""
+        return base + 7919 * self.rank
+
+    @property
+    def comm_device(self) -> str:
+        """Where this rank's collective tensors live: its own GPU under NCCL, named by index
+        (not "cuda", which follows whatever device was made current last)."""
+        return f"cuda:{self.local_rank}" if dist.get_backend() == "nccl" else "cpu"
+
     def sum(self, values: list[float]) -> list[float]:
         if self.world == 1:
             return list(values)
-        t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+        t = torch.tensor(values, dtype=torch.float64, device=self.comm_device)
         dist.all_reduce(t)
         return t.tolist()
 
@@ -70,12 +87,12 @@ class Dist:
             dist.barrier()
 
 
-def _comm_device() -> str:
-    return "cuda" if dist.get_backend() == "nccl" else "cpu"
+DEFAULT_TIMEOUT_MIN = 60
 
 
-def init() -> Dist:
-    """Join the process group when started as one of several processes."""
+def init(timeout_min: float = DEFAULT_TIMEOUT_MIN) -> Dist:
+    """Join the process group when started as one of several processes; its collectives
+    time out after ``timeout_min`` minutes."""
     env = os.environ
     if "RANK" not in env and int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
         from submitit.helpers import TorchDistributedEnvironment  # srun, one task per GPU
@@ -89,7 +106,8 @@ def init() -> Dist:
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=timedelta(minutes=timeout_min))
         global _OWN_GROUP
         _OWN_GROUP = True
     return Dist(dist.get_rank(), world, local_rank)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from .data import render_prompt
+from .distributed import Dist
 from .grading import Grader
 from .progress import progress
 from .rollout import SamplingParams, check_prompt_lengths
@@ -77,3 +78,25 @@ def evaluate(backend, tokenizer, problems: list[dict], sampling: SamplingParams,
     metrics = summarise(samples, sampling.n, time.perf_counter() - start)
     metrics["sampling"] = asdict(sampling)
     return metrics, samples
+
+
+GATHERED = ("problem_id", "sample", "correct", "grade_status", "response_tokens", "finish_reason")
+
+
+def evaluate_over_ranks(backend, tokenizer, problems: list[dict], sampling: SamplingParams, template: str,
+                        chat: bool, grader: Grader, dist: Dist) -> tuple[dict, list[dict]]:
+    """:func:`evaluate` with the problems shared out: each rank samples and grades every
+    world-th problem at its own seed (:meth:`opd.distributed.Dist.seed`), and the grades
+    (not the texts) are gathered on every rank, in problem order, and summarised as one
+    evaluation. On one rank it is :func:`evaluate` itself."""
+    start = time.perf_counter()
+    share = problems[dist.rank::dist.world]
+    _, samples = evaluate(backend, tokenizer, share, replace(sampling, seed=dist.seed(sampling.seed)), template,
+                          chat, grader)
+    order = {p["id"]: i for i, p in enumerate(problems)}
+    records = sorted(dist.gather([{k: s[k] for k in GATHERED} for s in samples]),
+                     key=lambda s: (order[s["problem_id"]], s["sample"]))
+    metrics = summarise(records, sampling.n, time.perf_counter() - start)
+    metrics["sampling"] = asdict(sampling)
+    metrics["problems_per_rank"] = dist.gather([len(share)])
+    return metrics, records

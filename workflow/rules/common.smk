@@ -24,6 +24,7 @@ from opd.config import (  # noqa: E402
     validate_config,
 )
 from opd.launch import launch_prefix, slurm_resources  # noqa: E402
+from opd.memory_plan import PROMPT_TOKENS  # noqa: E402
 
 SCRIPTS = Path(workflow.basedir) / "scripts"
 
@@ -197,12 +198,14 @@ def rule_launcher(rule):
     return launch_prefix(resources_for(config, rule, BUILTIN_RESOURCES))
 
 
-def vllm_flags(rule):
-    """A sampling rule's vLLM engine: tensor parallel over the rule's GPUs."""
+def vllm_flags(rule, max_new_tokens):
+    """A sampling rule's vLLM engine: tensor parallel over the rule's GPUs, its context the
+    prompt allowance plus the response (the memory plan's), not the model's 128K positions."""
     if config["eval"]["backend"] != "vllm":
         return ""
     return (f"--tensor-parallel-size {max(1, rule_resources(rule)['gpu'])} "
-            f"--gpu-memory-utilization {config['eval']['gpu_memory_utilization']}")
+            f"--gpu-memory-utilization {config['eval']['gpu_memory_utilization']} "
+            f"--max-model-len {PROMPT_TOKENS + max_new_tokens}")
 
 
 def as_json(obj):

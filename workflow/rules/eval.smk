@@ -15,7 +15,7 @@ rule eval_model:
         model_flags=lambda wc: model_flags(wc.model),
         dtype=lambda wc: base_entry(wc.model)["dtype"],
         backend=config["eval"]["backend"],
-        vllm=vllm_flags("eval_model"),
+        vllm=lambda wc: vllm_flags("eval_model", sampling_for(config, wc.benchmark)["max_new_tokens"]),
         batch_size=config["eval"]["batch_size"],
         grading=as_json(config["eval"]["grading"]),
     log:

@@ -66,7 +66,7 @@ rule teacher_rollouts:
         template=lambda wc: config["eval"]["prompt_template"],
         batch_size=config["eval"]["batch_size"],
         backend=config["eval"]["backend"],
-        vllm=lambda wc: vllm_flags("teacher_rollouts"),
+        vllm=lambda wc: vllm_flags("teacher_rollouts", config["sft"][wc.sft]["sampling"]["max_new_tokens"]),
     log:
         "logs/teacher_rollouts/{sft}.log",
     threads: rule_threads("teacher_rollouts")

@@ -58,12 +58,12 @@ def make_backend(name: str, model, tokenizer=None, **options):
 
 def open_backend(name: str, model_path: str, tokenizer, *, dtype: str, device: str, trust_remote_code: bool = False,
                  batch_size: int = 64, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-                 seed: int = 0):
+                 seed: int = 0, max_model_len: int | None = None):
     """A sampling job's backend for the model at ``model_path`` (HF loads it here, vLLM in
-    its own engine); ``close()`` it when done."""
+    its own engine, whose context is ``max_model_len`` when given); ``close()`` it when done."""
     if name == "vllm":
         return make_backend("vllm", model_path, dtype=dtype, trust_remote_code=trust_remote_code,
-                            tensor_parallel_size=tensor_parallel_size,
+                            tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
                             gpu_memory_utilization=gpu_memory_utilization, seed=seed)
     from ..models import load_model
 

@@ -180,12 +180,13 @@ def _untie(state: dict) -> dict:
     return out
 
 
-def export(model, tokenizer, run: RunDir, out_dir: str | Path, log_out: str | Path) -> None:
-    """The job's declared outputs: the final model (HF format) and the step log, atomically
-    (by the main rank)."""
+def export(model, tokenizer, run: RunDir, out_dir: str | Path | None, log_out: str | Path) -> None:
+    """The job's declared outputs: the final model (HF format; none when ``out_dir`` is None)
+    and the step log, atomically (by the main rank)."""
     if not run.dist.main:
         return
-    with atomic_dir(out_dir) as tmp:
-        save_model(model, tokenizer, tmp)
+    if out_dir is not None:
+        with atomic_dir(out_dir) as tmp:
+            save_model(model, tokenizer, tmp)
     with atomic_open(log_out) as f, open(run.log_path) as src:
         shutil.copyfileobj(src, f)

@@ -5,6 +5,10 @@ run the teacher and the student over prompt + response; the loss (``opd.losses``
 at every response position; one optimizer update per rollout batch (the paper's default,
 so the PPO ratio stays 1). The verifier's accuracy on the rollouts is logged, never
 trained on. Checkpoints go to a run directory and a killed run resumes from the last one.
+
+With several ranks every rank samples, scores and validates its share; with vLLM each
+rank's engine sleeps through the update (``opd.rollout.vllm``). The step log records the
+memory in use at each phase boundary as the device counts it (``opd.device_memory``).
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ import torch
 from .. import distributed
 from ..batching import epoch_permutation, pad_pairs, prediction_positions
 from ..data import render_prompt
+from ..device_memory import PhaseMemory
 from ..distributed import Dist
-from ..evaluation import evaluate
+from ..evaluation import evaluate_over_ranks
 from ..grading import Grader
 from ..losses import SUMS, Objective, metric_means, opd_loss, position_weights
 from ..models import hidden_and_head, load_model, load_tokenizer, same_tokenizer
 from ..rollout import SamplingParams, check_prompt_lengths, make_backend
 from ..rollout.hf import HFBackend
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
-from .updater import Updater, enable_checkpointing, peak_gpu_memory_gb, precision_context
+from .teacher import Teacher
+from .updater import Updater, enable_checkpointing, master_dtype, peak_gpu_memory_gb, precision_context
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class OPDSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 7168
+    max_prompt_tokens: int = 1024
     lr: float = 1e-6
     warmup_steps: int = 0
     weight_decay: float = 0.0
@@ -52,6 +59,8 @@ class OPDSettings:
     rollout_backend: str = "hf"
     vllm_gpu_memory_utilization: float = 0.4
     deepspeed: str | None = None
+    teacher_sharding: str = "replicated"
+    collective_timeout_min: float = 60
     eval_every: int = 20
     eval_n: int = 4
     eval_temperature: float = 0.7
@@ -61,18 +70,26 @@ class OPDSettings:
 
 
 @contextmanager
-def awake(backend, student):
+def awake(backend, student, memory: PhaseMemory, times: dict):
     """A separate rollout engine (vLLM) wakes with the student's current weights and sleeps
-    again before the update; the HF backend samples from the student itself."""
+    again before the update; the HF backend samples from the student itself. Marks the
+    memory in use at each boundary and times the wake-up (weights included) and the sleep."""
     if isinstance(backend, HFBackend):
         yield
         return
-    backend.wake_up()
-    backend.load_weights(student)
+    memory.mark("before_wake")
+    t0 = time.perf_counter()
+    backend.wake_up(weights_from=student)
+    times["time_wake"] = times.get("time_wake", 0.0) + time.perf_counter() - t0
+    memory.mark("after_wake")
     try:
         yield
     finally:
+        memory.mark("after_sampling")
+        t0 = time.perf_counter()
         backend.sleep()
+        times["time_sleep"] = times.get("time_sleep", 0.0) + time.perf_counter() - t0
+        memory.mark("after_sleep")
 
 
 class TokenizerMismatch(ValueError):
@@ -94,6 +111,15 @@ def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
     return (ids, mask, *prediction_positions(labels))
 
 
+def check_prompt_budget(prompt_ids: list[list[int]], ids: list, limit: int, what: str) -> None:
+    """Every prompt within ``max_prompt_tokens``: the rollout engine's context and the memory
+    plan are sized for it (a longer one would fail mid-run, on a GPU)."""
+    for i, p in zip(ids, prompt_ids):
+        if len(p) > limit:
+            raise ValueError(f"{what} problem {i!r} is {len(p)} tokens long, over train.max_prompt_tokens "
+                             f"({limit}): raise it or drop the problem")
+
+
 def check_tokenizers(student_tok, teacher_tok, student: str, teacher: str) -> None:
     if not same_tokenizer(student_tok, teacher_tok):
         raise TokenizerMismatch(
@@ -108,20 +134,33 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
           trust_remote_code: bool = False, teacher_trust_remote_code: bool = False):
     """Train; returns (student, tokenizer, run dir) for the caller to save. On SIGTERM or
     SIGUSR2 it checkpoints and exits with EXIT_REQUEUE. ``student_dtype`` is the model's own
-    dtype, which a vLLM rollout engine samples in (training keeps fp32 master weights). Each
-    model runs remote code only if its own ``*trust_remote_code`` says so."""
+    dtype, which a vLLM rollout engine samples in. Each model runs remote code only if its
+    own ``*trust_remote_code`` says so."""
     stop = StopFlag()
-    dist = distributed.init()
+    t_start = time.perf_counter()
+    dist = distributed.init(settings.collective_timeout_min)
+    if settings.prompts_per_step < dist.world:
+        raise ValueError(f"train.prompts_per_step ({settings.prompts_per_step}) is below the {dist.world} ranks: "
+                         "every rank needs a prompt")
     device = dist.device(device)
     tok = load_tokenizer(student_path, trust_remote_code)
     check_tokenizers(tok, load_tokenizer(teacher_path, teacher_trust_remote_code), student_path, teacher_path)
-    student = load_model(student_path, "float32", device, trust_remote_code)  # fp32 master weights
-    teacher = load_model(teacher_path, teacher_dtype, device, teacher_trust_remote_code).requires_grad_(False)
+    prompt_ids = [tok(render_prompt(tok, p["problem"], template, chat), add_special_tokens=False)["input_ids"]
+                  for p in prompts]
+    check_prompt_budget(prompt_ids, [p["id"] for p in prompts], settings.max_prompt_tokens, "prompt")
+    for name, problems in benchmarks.items():  # before any model is loaded
+        check_prompt_budget([tok(render_prompt(tok, p["problem"], template, chat), add_special_tokens=False)
+                             ["input_ids"] for p in problems], [p["id"] for p in problems],
+                            settings.max_prompt_tokens, f"benchmark {name}")
+    student = load_model(student_path, master_dtype(settings.precision, settings.deepspeed), device,
+                         trust_remote_code)
+    teacher = Teacher(load_model(teacher_path, teacher_dtype, device, teacher_trust_remote_code),
+                      settings.teacher_sharding, dist)
     enable_checkpointing(student, settings.gradient_checkpointing)
     s_trunk, s_head = hidden_and_head(student)
-    t_trunk, t_head = hidden_and_head(teacher)
     opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    updater = Updater(student, opt, settings.grad_clip, dist, settings.deepspeed, settings.precision)
+    updater = Updater(student, opt, settings.grad_clip, dist, settings.deepspeed, settings.precision,
+                      equal_micro_batches=teacher.sharded)
     # constant after an optional linear warmup (the paper: constant 1e-6, no warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps)))
     run = RunDir(run_dir, {"student": source_fingerprint(student_path), "teacher": source_fingerprint(teacher_path),
@@ -131,57 +170,70 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     run.truncate_log(start)
     if start and dist.main:
         print(f"resumed from step {start}")
+    check_prompt_lengths(prompt_ids, student.config.max_position_embeddings, [p["id"] for p in prompts])
+    memory = PhaseMemory(device)
+    memory.mark("after_startup")  # models loaded, optimizer and any ZeRO partitions built
     if settings.rollout_backend == "vllm":
-        backend = make_backend("vllm", student_path, colocated=True, seed=settings.seed + dist.rank,
+        # the engine's limits are the study's: its prompt + response, a rank's rollouts or validation samples
+        per_rank = -(-settings.prompts_per_step // dist.world) * settings.n
+        val_per_rank = max((-(-len(b) // dist.world) * settings.eval_n for b in benchmarks.values()), default=0)
+        backend = make_backend("vllm", student_path, colocated=True, seed=dist.seed(settings.seed),
                                dtype=student_dtype, gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
-                               trust_remote_code=trust_remote_code)
+                               max_model_len=settings.max_prompt_tokens + settings.max_new_tokens,
+                               max_num_seqs=max(per_rank, val_per_rank), trust_remote_code=trust_remote_code)
     else:
         backend = HFBackend(student, tok, batch_size=settings.rollout_batch_size, progress=False)
-    prompt_ids = [tok(render_prompt(tok, p["problem"], template, chat), add_special_tokens=False)["input_ids"]
-                  for p in prompts]
-    check_prompt_lengths(prompt_ids, student.config.max_position_embeddings, [p["id"] for p in prompts])
     eval_sampling = SamplingParams(settings.eval_n, settings.eval_temperature, settings.eval_top_p,
                                    settings.max_new_tokens, settings.seed)
+    startup_s = time.perf_counter() - t_start
 
-    def validate() -> dict | None:
-        """On the main rank (the others wait at the step's end)."""
-        if not dist.main:
-            return None
+    def validate() -> dict:
+        """Every rank validates its share of each benchmark; all get the whole result."""
         student.eval()
-        with awake(backend, student):
-            key = f"avg@{settings.eval_n}"
-            return {name: evaluate(backend, tok, probs, eval_sampling, template, chat, grader)[0][key]
-                    for name, probs in benchmarks.items()}
+        t0 = time.perf_counter()
+        with awake(backend, student, PhaseMemory(device), {}):
+            results = {name: evaluate_over_ranks(backend, tok, probs, eval_sampling, template, chat, grader, dist)[0]
+                       for name, probs in benchmarks.items()}
+        return {"val": {name: m[f"avg@{settings.eval_n}"] for name, m in results.items()},
+                "val_problems_per_rank": {name: m["problems_per_rank"] for name, m in results.items()},
+                "time_validation": time.perf_counter() - t0}
 
     try:
         with Grader(**grading) as grader, run.open_log() as log:
             if start == 0 and benchmarks:
-                log.write(json.dumps({"step": 0, "val": validate()}) + "\n")
+                log.write(json.dumps({"step": 0, **validate()}) + "\n")
             for step in range(start + 1, settings.steps + 1):
                 record = train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head,
-                                    t_trunk, t_head, updater, backend, tok, grader, dist)
+                                    teacher, updater, backend, tok, grader, dist, memory)
+                if step == start + 1:
+                    record["time_startup"] = startup_s  # loading, partitioning, the engine's start
                 sched.step()
                 if benchmarks and (step % settings.eval_every == 0 or step == settings.steps):
-                    record["val"] = validate()
+                    record.update(validate())
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 if dist.main:
                     print(f"step {step}: loss {record['loss']:.4f} overlap {record['overlap_ratio']:.3f} "
                           f"acc {record['accuracy']:.3f} {record.get('val', '')}", flush=True)
+                t0 = time.perf_counter()
                 run.end_step(step, settings.steps, settings.checkpoint_every, stop, student, updater, sched,
                              {"data_position": step * settings.prompts_per_step})
+                if dist.main and step % settings.checkpoint_every == 0:
+                    print(f"checkpoint at step {step}: {time.perf_counter() - t0:.1f} s", flush=True)
     finally:
         backend.close()  # vLLM's engine (and, in-process, the default process group): after the last collective
     return student, tok, run
 
 
 def accumulate_gradients(prompts: list[list[int]], responses: list[list[int]], settings, objective, s_trunk, s_head,
-                         t_trunk, t_head, updater, pad_id: int, step_counts: tuple[int, int, int]):
+                         teacher: Teacher, updater, pad_id: int, step_counts: tuple[int, int, int]):
     """Forward and backward over these sequences in micro-batches (``micro_batch_size`` each,
     or length-grouped under ``max_tokens_per_micro_batch``), the student's forward in the
     training precision. ``step_counts``: the whole step's tokens, non-empty sequences and
-    sequences over all ranks, which weigh every position. Returns the loss, the metric sums,
-    each sequence's token rewards (in the given order) and the teacher's seconds."""
+    sequences over all ranks, which weigh every position. A rank with fewer micro-batches
+    than the others runs the missing ones on its first sequence at weight 0 (the same
+    collectives, no contribution). Returns the loss, the metric sums, each sequence's token
+    rewards (in the given order) and the teacher's seconds."""
     n_tokens, n_sequences, n_all = step_counts
     sums = dict.fromkeys(SUMS, 0.0)
     loss_total, teacher_s = 0.0, 0.0
@@ -189,20 +241,25 @@ def accumulate_gradients(prompts: list[list[int]], responses: list[list[int]], s
     dev = s_head.device
     for mb in updater.micro_batches([len(p) + len(r) for p, r in zip(prompts, responses)],
                                     settings.micro_batch_size, settings.max_tokens_per_micro_batch):
+        filler = not mb
+        mb = mb or [0]
         ids, mask, flat, targets = (t.to(dev) for t in pack([prompts[i] for i in mb], [responses[i] for i in mb],
                                                             pad_id))
         tt = time.perf_counter()
-        with torch.no_grad():
-            h_t = t_trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-            h_t = h_t.reshape(-1, h_t.shape[-1])[flat]
+        h_t = teacher.hidden(ids, mask)
+        h_t = h_t.reshape(-1, h_t.shape[-1])[flat]
         teacher_s += time.perf_counter() - tt
         with precision_context(settings.precision, dev):
             h_s = s_trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         h_s = h_s.reshape(-1, h_s.shape[-1])[flat]
         weight = position_weights([len(responses[i]) for i in mb], objective.loss_agg_mode, n_tokens, n_sequences,
                                   n_all, settings.max_new_tokens)
-        out = opd_loss(h_s, s_head, h_t, t_head, targets, objective, weight, settings.chunk_size)
+        with teacher.head() as t_head:
+            out = opd_loss(h_s, s_head, h_t, t_head, targets, objective, weight * (0 if filler else 1),
+                           settings.chunk_size)
         updater.backward(out.loss)
+        if filler:
+            continue
         loss_total += out.loss.item()
         for k, v in out.metric_sums.items():
             sums[k] += v
@@ -211,29 +268,34 @@ def accumulate_gradients(prompts: list[list[int]], responses: list[list[int]], s
     return loss_total, sums, rewards, teacher_s
 
 
-def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head, t_trunk, t_head,
-               updater, backend, tok, grader, dist=Dist()) -> dict:
+def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head, teacher: Teacher,
+               updater, backend, tok, grader, dist=Dist(), memory: PhaseMemory | None = None) -> dict:
     """One update; with several ranks each samples and scores its share of the prompts and
     the record holds the sums over all ranks."""
+    memory = memory or PhaseMemory(str(s_head.device))
+    times: dict = {}
     t0 = time.perf_counter()
     batch = prompt_order(len(prompts), step, settings.prompts_per_step, settings.seed)[dist.rank::dist.world]
     student.eval()
-    with awake(backend, student):
+    with awake(backend, student, memory, times):
         rollouts = backend.generate(
             [prompt_ids[i] for i in batch],
             SamplingParams(settings.n, settings.temperature, settings.top_p, settings.max_new_tokens,
-                           seed=settings.seed * 1_000_003 + step + 7919 * dist.rank),
+                           seed=dist.seed(settings.seed * 1_000_003 + step)),
         )
     t1 = time.perf_counter()
     student.train()
     lengths = [len(r.token_ids) for r in rollouts]
+    # the first collective after sampling, whose length differs between ranks: on the default group
     n_tokens, n_sequences, n_all = (int(x) for x in dist.sum([sum(lengths), sum(n > 0 for n in lengths),
                                                               len(lengths)]))
+    t_wait = time.perf_counter()
     loss_total, sums, rewards, teacher_s = accumulate_gradients(
         [prompt_ids[batch[r.prompt_index]] for r in rollouts], [r.token_ids for r in rollouts], settings, objective,
-        s_trunk, s_head, t_trunk, t_head, updater, tok.pad_token_id, (n_tokens, n_sequences, n_all))
+        s_trunk, s_head, teacher, updater, tok.pad_token_id, (n_tokens, n_sequences, n_all))
     grad_norm = updater.step()
     t2 = time.perf_counter()
+    memory.mark("after_update")
     correct = [grader.grade(tok.decode(r.token_ids, skip_special_tokens=True),
                             prompts[batch[r.prompt_index]]["answer"]).correct for r in rollouts]
     t3 = time.perf_counter()
@@ -256,11 +318,15 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
         "lr": updater.optimizer.param_groups[0]["lr"],
         "tokens_per_s": n_tokens / (t2 - t0),
         "rollout_tokens_per_s": n_tokens / max(t1 - t0, 1e-9),
+        "update_tokens_per_s": n_tokens / max(t2 - t_wait, 1e-9),
         **peak_gpu_memory_gb(),
+        **memory.take(),
         "time_rollout": t1 - t0,
+        "time_wait": t_wait - t1,
         "time_teacher": teacher_s,
-        "time_update": t2 - t1 - teacher_s,
+        "time_update": t2 - t_wait - teacher_s,
         "time_grading": t3 - t2,
+        **times,
         # per rollout: [mean token reward log q - log p, verifier-correct, length], for the AUROC analysis
         "rollouts": dist.gather([[round(m, 6), int(c), n] for m, c, n in scored]),
     })

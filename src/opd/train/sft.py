@@ -18,10 +18,11 @@ from transformers import get_cosine_schedule_with_warmup
 
 from .. import distributed
 from ..batching import epoch_permutation, pad_pairs, prediction_positions
+from ..device_memory import PhaseMemory
 from ..losses import chunked_nll
 from ..models import hidden_and_head, load_model, load_tokenizer
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
-from .updater import Updater, enable_checkpointing, peak_gpu_memory_gb, precision_context
+from .updater import Updater, enable_checkpointing, master_dtype, peak_gpu_memory_gb, precision_context
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,27 @@ class SFTSettings:
     checkpoint_every: int = 50
     seed: int = 0
     deepspeed: str | None = None
+    collective_timeout_min: float = 60
 
 
-def tokenize_pairs(tok, rows: list[dict], max_length: int) -> list[tuple[list[int], list[int]]]:
-    """(prompt ids, response ids + EOS), response cut so the pair fits ``max_length``."""
+def synthetic_pairs(tok, count: int, length: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """``count`` (prompt, response) pairs of random ordinary tokens, ``length`` in all (a tenth
+    of it prompt): a job's real lengths without its data, for the canary."""
+    g = torch.Generator().manual_seed(seed)
+    ordinary = len(tok) - len(tok.all_special_ids)
+    prompt = max(1, length // 10)
+    pairs = []
+    for _ in range(count):
+        ids = torch.randint(0, ordinary, (length,), generator=g).tolist()
+        pairs.append((ids[:prompt], ids[prompt:]))
+    return pairs
+
+
+def tokenize_pairs(tok, rows: list, max_length: int) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids + EOS), response cut so the pair fits ``max_length``; rows that
+    are pairs of ids already (:func:`synthetic_pairs`) pass as they are."""
+    if rows and isinstance(rows[0], tuple):
+        return rows
     out = []
     for row in rows:
         p = tok(row["prompt"], add_special_tokens=False)["input_ids"]
@@ -65,10 +83,14 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
           trust_remote_code: bool = False):
     """Returns (model, tokenizer, run dir); checkpoints and exits EXIT_REQUEUE on a signal."""
     stop = StopFlag()
-    dist = distributed.init()
+    t_start = time.perf_counter()
+    dist = distributed.init(settings.collective_timeout_min)
+    if settings.batch_size < dist.world:
+        raise ValueError(f"sft train.batch_size ({settings.batch_size}) is below the {dist.world} ranks: "
+                         "every rank needs an example")
     device = dist.device(device)
     tok = load_tokenizer(model_path, trust_remote_code)
-    model = load_model(model_path, "float32", device, trust_remote_code)  # fp32 master weights
+    model = load_model(model_path, master_dtype(settings.precision, settings.deepspeed), device, trust_remote_code)
     enable_checkpointing(model, settings.gradient_checkpointing)
     trunk, head = hidden_and_head(model)
     pairs = tokenize_pairs(tok, rows, settings.max_length)
@@ -83,6 +105,9 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
     start, _ = run.load(model, updater, sched)
     run.truncate_log(start)
     model.train()
+    memory = PhaseMemory(device)
+    memory.mark("after_startup")
+    startup_s = time.perf_counter() - t_start
     with run.open_log() as log:
         for step in range(start + 1, total + 1):
             t0 = time.perf_counter()
@@ -93,22 +118,26 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
             loss_total = 0.0
             for mb in updater.micro_batches([len(p) + len(r) for p, r in batch], settings.micro_batch_size,
                                             settings.max_tokens_per_micro_batch):
-                micro = [batch[i] for i in mb]
+                filler = not mb  # another rank's extra micro-batch: the same collectives, at weight 0
+                micro = [batch[i] for i in mb or [0]]
                 ids, mask, labels = (t.to(device) for t in pad_pairs([p for p, _ in micro], [r for _, r in micro],
                                                                     tok.pad_token_id))
                 with precision_context(settings.precision, device):
                     h = trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
                 flat, targets = prediction_positions(labels)
                 nll = chunked_nll(h.reshape(-1, h.shape[-1])[flat], head, targets, settings.chunk_size)
-                loss = nll / max(1, n_tokens)
+                loss = nll / max(1, n_tokens) * (0 if filler else 1)
                 updater.backward(loss)
                 loss_total += loss.item()
             (loss_total,) = dist.sum([loss_total])
             grad_norm = updater.step()
             sched.step()
+            memory.mark("after_update")
             log.write(json.dumps({"step": step, "loss": loss_total, "grad_norm": float(grad_norm),
                                   "lr": sched.get_last_lr()[0], "tokens": n_tokens,
-                                  "seconds": time.perf_counter() - t0, **peak_gpu_memory_gb()}) + "\n")
+                                  "seconds": time.perf_counter() - t0, **peak_gpu_memory_gb(),
+                                  **memory.take(), **({"time_startup": startup_s} if step == start + 1 else {})})
+                      + "\n")
             log.flush()
             run.end_step(step, total, settings.checkpoint_every, stop, model, updater, sched)
     model.eval()

@@ -44,11 +44,23 @@ def deepspeed_config(name: str, grad_clip: float, precision: str = "fp32") -> di
             raise ValueError(f"{path}: {key!r} is set by the training settings; remove it from the DeepSpeed config")
     if precision == "bf16":
         cfg["bf16"] = {"enabled": True}
+        # as the paper: gradients summed over micro-batches and reduce-scattered over ranks in
+        # fp32 (DeepSpeed's default under bf16 is the model's dtype for both); a file may say otherwise
+        cfg.setdefault("data_types", {}).setdefault("grad_accum_dtype", "fp32")
+        cfg.setdefault("communication_data_type", "fp32")
     return {**cfg, "train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
             "managed_gradient_accumulation": False, "gradient_clipping": grad_clip, "steps_per_print": 2**31 - 1}
 
 
 PRECISIONS = ("fp32", "bf16")
+
+
+def master_dtype(precision: str, deepspeed: str | None) -> str:
+    """The dtype a trained model is loaded in. Under DeepSpeed's bf16 the weights on the GPU
+    are bf16 and the fp32 master copy is made from them, partitioned: loading in fp32 first
+    would only add a transient of 4 bytes a parameter (28 GiB for a 7B student) before
+    DeepSpeed casts it. Otherwise fp32 master weights."""
+    return "bfloat16" if precision == "bf16" and deepspeed else "float32"
 
 
 def peak_gpu_memory_gb() -> dict:
@@ -79,8 +91,9 @@ def enable_checkpointing(model, enabled: bool) -> None:
 
 class Updater:
     def __init__(self, model, optimizer: torch.optim.Optimizer, grad_clip: float, dist: Dist,
-                 deepspeed: str | None = None, precision: str = "fp32"):
+                 deepspeed: str | None = None, precision: str = "fp32", equal_micro_batches: bool = False):
         self.model, self.optimizer, self.grad_clip, self.dist = model, optimizer, grad_clip, dist
+        self.equal_micro_batches = equal_micro_batches
         self.engine = None
         if deepspeed:
             import deepspeed as ds  # GPU clusters (and CPU tests); imported only when asked for
@@ -97,10 +110,15 @@ class Updater:
 
     def micro_batches(self, lengths: list[int], size: int, max_tokens: int | None) -> list[list[int]]:
         """This rank's micro-batches (:func:`opd.batching.micro_batches`). DeepSpeed ZeRO-2
-        reduces gradients in every backward, so there every rank runs as many as the others."""
+        reduces gradients in every backward and a ZeRO-3 teacher gathers its layers in every
+        forward, so there every rank runs as many as the others: split, and where a rank has
+        too few sequences to split, padded with empty micro-batches (the caller runs those at
+        weight 0)."""
         batches = micro_batches(lengths, size, max_tokens)
-        if self.sharded:
-            batches = split_to(batches, max(self.dist.gather([len(batches)])))
+        if self.sharded or self.equal_micro_batches:
+            count = max(self.dist.gather([len(batches)]))
+            batches = split_to(batches, count)
+            batches += [[] for _ in range(count - len(batches))]
         return batches
 
     def backward(self, loss: torch.Tensor) -> None:
