@@ -63,6 +63,7 @@ def run_case(name: str, threads: int) -> dict:
     from opd.losses import Objective
     from opd.models import hidden_and_head
     from opd.train.opd import OPDSettings, accumulate_gradients
+    from opd.train.teacher import Teacher
     from opd.train.updater import Updater, enable_checkpointing
 
     torch.set_num_threads(threads)
@@ -86,7 +87,7 @@ def run_case(name: str, threads: int) -> dict:
     counts = (n_seq * response, n_seq, n_seq)
     for _ in range(2):  # the second step holds the optimizer state from the first
         accumulate_gradients(prompts, responses, settings, Objective(), *hidden_and_head(student),
-                             *hidden_and_head(teacher), updater, 0, counts)
+                             Teacher(teacher), updater, 0, counts)
         updater.step()
     return {"measured": (memory_kb("VmHWM") - before) * 1024}
 
@@ -102,7 +103,7 @@ def planned(name: str):
 
     plan = training_plan(name, shape(hidden, layers, heads, kv), settings_of(CASES[name]),
                          teacher=shape(t_hidden, t_layers, t_hidden // 64, 1), teacher_dtype="float32",
-                         runtime_bytes=0, prompt_tokens=prompt, sampling=False)
+                         runtime_bytes=0, prompt_tokens=prompt, sampling=False, padded=False)
     return plan
 
 

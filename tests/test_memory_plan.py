@@ -56,12 +56,15 @@ def test_a_cached_config_is_read_before_the_published_one(tmp_path, monkeypatch)
 
 def test_zero_partitions_the_state_and_bf16_weights_halve_it():
     p = 1_000_000
+    alone = state_bytes(p, world=1, zero_stage=0, bucket_elems=0)
     plain = state_bytes(p, world=8, zero_stage=0, bucket_elems=0)
     zero2 = state_bytes(p, world=8, zero_stage=2, bucket_elems=0)
-    bf16 = state_bytes(p, world=8, zero_stage=2, bucket_elems=0, bf16_weights=True)
-    assert (plain["weights"], plain["optimizer"], plain["gradients"]) == (4 * p, 8 * p, 4 * p)
+    bf16 = state_bytes(p, world=8, zero_stage=2, bucket_elems=1000, bf16_weights=True)
+    assert (alone["weights"], alone["optimizer"], alone["gradients"]) == (4 * p, 8 * p, 4 * p)
+    assert plain["gradients"] == 8 * p  # and the flat copy they are summed through
     assert (zero2["weights"], zero2["optimizer"], zero2["gradients"]) == (4 * p, 12 * p / 8, 4 * p / 8)
-    assert (bf16["weights"], bf16["gradients"]) == (2 * p, 2 * p / 8)
+    # bf16 weights; gradients accumulated in an fp32 partition, each bucket reduced through an fp32 copy
+    assert (bf16["weights"], bf16["gradients"]) == (2 * p, 4 * p / 8 + 1000 * (2 * 2 + 4))
 
 
 def test_checkpointing_and_the_token_budget_shrink_the_update():
@@ -80,7 +83,7 @@ def test_vllm_share_must_hold_its_weights_and_one_sequence():
     model = Shape.from_config(yaml.safe_load((ROOT / "config/hub_configs.yaml").read_text())
                               ["deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"])
     ok = sampling_plan("e", model, "bfloat16", backend="vllm", batch=64, max_len=32768, gpu_bytes=80 * GiB)
-    assert ok.fits() and ok.peak == pytest.approx(0.9 * 80 * GiB)
+    assert ok.fits() and ok.peak == pytest.approx(1 * GiB + 0.9 * 80 * GiB)  # the CUDA context beside its share
     tight = sampling_plan("e", model, "bfloat16", backend="vllm", batch=64, max_len=32768,
                           gpu_memory_utilization=0.2, gpu_bytes=80 * GiB)
     assert not tight.fits() and "holds no full 32768-token sequence" in tight.refusal
@@ -101,7 +104,7 @@ def test_the_dry_run_prints_every_gpu_jobs_plan(tmp_path):
     plans = [line for line in run.stderr.splitlines() if line.startswith("memory plan: ")]
     experiments = yaml.safe_load((ROOT / "config/paper.yaml").read_text())["experiments"]
     for name in experiments:
-        assert any(line.startswith(f"memory plan: opd_train {name}: ") and " of 80 GiB per GPU" in line
+        assert any(line.startswith(f"memory plan: opd_train {name}: ") and " of 79.2 GiB per GPU" in line
                    for line in plans), name
     assert any(line.startswith("memory plan: sft qwen3_1.7b_coldstart: ") for line in plans)
     assert any(line.startswith("memory plan: eval_model r1_distill_14b: ") for line in plans)
@@ -123,38 +126,60 @@ def test_a_job_beyond_its_gpu_is_refused_before_submission_naming_the_setting(tm
     run = paper_dry_run(tmp_path, smaller_gpus)
     assert run.returncode != 0
     out = run.stdout + run.stderr
-    assert "memory plan: opd_train s4.1_justrl_teacher:" in out and " of 40 GiB per GPU at update" in out
+    assert "memory plan: opd_train s4.1_justrl_teacher:" in out and " of 39.6 GiB per GPU at update" in out
     assert "does not fit; change experiments.s4.1_justrl_teacher.train.gradient_checkpointing" in out
 
+PUBLISHED = yaml.safe_load((ROOT / "config/hub_configs.yaml").read_text())
+PAPER_OPD = {**OPD, "precision": "bf16", "deepspeed": "zero2", "gradient_checkpointing": True,
+             "max_tokens_per_micro_batch": 32768, "chunk_size": 512, "max_prompt_tokens": 1024,
+             "prompts_per_step": 64, "teacher_sharding": "replicated"}
 
-def test_gpu_check_sets_each_training_jobs_measured_peaks_beside_its_plan(tmp_path):
-    """scripts/gpu_check.py: the plans come from a dry run of the same DAG; a log's peaks (GB,
-    as torch reports them) are printed in GiB beside them, or n/a on the CPU."""
-    import importlib.util
-    import json
-    import subprocess
-    import sys
 
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts/gpu_check.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_check)
-    subprocess.run([sys.executable, str(ROOT / "scripts/make_hub_mirrors.py")], cwd=tmp_path, check=True,
-                   capture_output=True)
-    config = gpu_check.one_gpu_config(yaml.safe_load((ROOT / "config/rehearsal.yaml").read_text()))
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    plans = gpu_check.memory_plans([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                                    "--directory", str(tmp_path), "--configfile", str(path)])
-    opd, sft = next(iter(config["experiments"])), next(iter(config["sft"]))
-    assert plans[f"opd_train {opd}"].split(" GiB per GPU")[0].replace(".", "").isdigit()
-    assert f"sft {sft}" in plans and f"eval_model {config['experiments'][opd]['student']}" in plans
-    for kind, name, peaks in (("opd", opd, (1.0, 2.5)), ("sft", sft, (None,))):
-        log = tmp_path / "results" / kind / name / "train_log.jsonl"
-        log.parent.mkdir(parents=True)
-        log.write_text("\n".join(json.dumps({"step": 1, "tokens": 100, "seconds": 2.0, "tokens_per_s": 10,
-                                             "rollout_tokens_per_s": 20, "peak_gpu_memory_gb": gb,
-                                             "peak_gpu_memory_reserved_gb": gb and gb + 1}) for gb in peaks))
-    lines = gpu_check.figures(tmp_path, plans)
-    assert f"opd {opd}: rollout 20 tokens/s, step 10 tokens/s, peak GPU memory 2.33 GiB allocated, " \
-           f"3.26 GiB reserved; planned {plans[f'opd_train {opd}']}" in lines
-    assert f"sft {sft}: 50 tokens/s, peak GPU memory n/a (CPU); planned {plans[f'sft {sft}']}" in lines
+def test_the_plan_counts_the_device_vllms_share_of_its_capacity_and_what_torch_keeps_at_wake_up():
+    from opd.memory_plan import usable_bytes
+
+    usable = usable_bytes(80 * GiB)
+    assert usable == pytest.approx(79.2 * GiB)  # cudaMemGetInfo's total on an 80 GB card
+    s7, s14 = (Shape.from_config(PUBLISHED[f"deepseek-ai/DeepSeek-R1-Distill-Qwen-{n}"]) for n in ("7B", "14B"))
+
+    def plan(**settings):
+        return training_plan("x", s7, {**PAPER_OPD, **settings}, world=8, zero_stage=2, bucket_elems=int(2e8),
+                             teacher=s14, gpu_bytes=usable)
+
+    replicated, sharded = plan(), plan(teacher_sharding="zero3")
+    sampling = replicated.phases["sampling"]
+    assert sampling["vLLM"] == pytest.approx(0.4 * usable)
+    assert sampling["torch cache kept"] > 0
+    assert sampling["teacher weights"] == pytest.approx(2 * s14.parameters)
+    assert sharded.phases["sampling"]["teacher weights"] == pytest.approx(2 * s14.parameters / 8)
+    assert usable - replicated.peak < 2 * GiB < 10 * GiB < usable - sharded.peak  # the B.3 14B teacher's case
+    # start-up: the whole teacher once (DeepSpeed moves it to the GPU before partitioning it),
+    # beside the student as loaded, in bf16 under DeepSpeed's bf16 (no fp32 copy)
+    assert sum(sharded.phases["start-up"].values()) >= 2 * (s14.parameters + s7.parameters)
+    assert sharded.phases["start-up"]["student weights"] == 2 * s7.parameters
+    assert sharded.phases["update"]["loss"] > replicated.phases["update"]["loss"]  # the head gathered for the loss
+
+
+def test_checkpointed_layer_inputs_are_held_in_the_weights_dtype():
+    """Under DeepSpeed's bf16 the residual stream is bf16: 2 bytes an element, not 4."""
+    from opd.memory_plan import trunk_activation_bytes
+
+    s7 = Shape.from_config(PUBLISHED["deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"])
+    fp32_stream = trunk_activation_bytes(s7, 32768, 2, True, res=4)
+    bf16_stream = trunk_activation_bytes(s7, 32768, 2, True, res=2)
+    assert fp32_stream - bf16_stream >= s7.layers * 32768 * 2 * s7.hidden  # 6.1 GiB for the 7B
+    bf16 = training_plan("x", s7, PAPER_OPD, world=8, zero_stage=2, teacher=s7)
+    fp32_master = training_plan("x", s7, {**PAPER_OPD, "deepspeed": None}, world=8, teacher=s7)
+    assert bf16.phases["update"]["activations"] < fp32_master.phases["update"]["activations"]
+
+
+def test_vllms_overheads_come_out_of_its_share_and_grow_with_its_batch_limits():
+    from opd.memory_plan import vllm_overhead_bytes
+
+    s15 = Shape.from_config(PUBLISHED["deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"])
+    defaults = vllm_overhead_bytes(s15, 2, 16384, 1024)  # vLLM 0.32's offline defaults on an H100
+    colocated = vllm_overhead_bytes(s15, 2, 8192, 32)
+    assert 2 * GiB < defaults < 5 * GiB and colocated < defaults / 2
+    served = sampling_plan("e", s15, "bfloat16", backend="vllm", batch=0, max_len=32768, gpu_bytes=79 * GiB)
+    assert served.parts["activations, sampler, graphs"] == pytest.approx(defaults)
+    assert served.parts["KV cache"] == pytest.approx(0.9 * 79 * GiB - 2 * s15.parameters - defaults)

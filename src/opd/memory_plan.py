@@ -1,14 +1,24 @@
 """Peak memory per GPU of a training or sampling job, from the models' ``config.json`` and
 the job's settings, so that a job that cannot fit is refused before it waits in a queue.
 
-The counts follow what the recipes hold (``opd.train``): fp32 master weights, gradients
-and AdamW state (ZeRO-1/2 partition the state, ZeRO-2 the gradients too); the student's
-saved activations per token and layer (every layer's, or only the layers' inputs plus one
-layer's recomputation under activation checkpointing); the chunked OPD loss (one chunk of
-positions x vocabulary, the head's fp32 gradient); the teacher's weights in its dtype; a
-colocated vLLM engine's ``gpu_memory_utilization`` share while it samples. Attention is
-counted as a memory-efficient kernel's (no tokens x tokens scores). Plain Python (no
-torch): the DAG is planned where only Snakemake is installed.
+It plans the device, not torch: a colocated vLLM engine maps its weights and KV cache
+outside torch's caching allocator, so the figure that decides an out-of-memory error is
+the device's used memory, phase by phase (the training log records it, ``opd.device_memory``):
+- the capacity is what CUDA reports (``cudaMemGetInfo``'s total: about 99% of the card's
+  nominal memory, 79.2 GiB of an 80 GB card), and vLLM's ``gpu_memory_utilization`` is a
+  share of that;
+- start-up: the student as loaded (in bf16 under DeepSpeed's bf16, not fp32 first) and the
+  whole teacher (DeepSpeed moves a model to the GPU before ZeRO-3 partitions it);
+- sampling: what training keeps between steps (weights, optimizer partitions, the
+  teacher or its shard, and the cache torch cannot return: blocks still partly in use,
+  a share of the update's transient memory) plus vLLM's share;
+- the update: gradients (reduced in fp32 under bf16, as the paper), saved activations
+  (the residual stream in the weights' dtype, matmul inputs in the training precision,
+  SDPA's padding mask in both the student's and the teacher's forward), the chunked loss
+  and the teacher's forward (or, sharded, its gathered layers and head), with vLLM asleep;
+- the optimizer step.
+Attention is counted as a memory-efficient kernel's (no tokens x tokens scores). Plain
+Python (no torch): the DAG is planned where only Snakemake is installed.
 """
 
 from __future__ import annotations
@@ -20,11 +30,17 @@ from pathlib import Path
 
 GiB = 2**30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-PROMPT_TOKENS = 1024  # an OPD sequence's prompt allowance (prompts are not read when the DAG is planned)
-RUNTIME_GIB = 1.0  # CUDA context, NCCL buffers and allocator slack per GPU
-VLLM_ASLEEP_GIB = 1.0  # what a sleeping vLLM engine keeps (CUDA graphs, its allocator's pool)
+PROMPT_TOKENS = 1024  # a sampling job's prompt allowance (prompts are not read when the DAG is planned)
+USABLE_FRACTION = 0.99  # cudaMemGetInfo's total over the nominal size (79.2 of 80 GiB; 139 of 140.4 on an H200)
+RUNTIME_GIB = 1.0  # CUDA context, cuBLAS workspace and NCCL buffers per GPU
+RETAINED_FRACTION = 0.05  # of the update's transient memory, kept by torch in partly used blocks at wake-up
+VLLM_ASLEEP_GIB = 1.0  # what a sleeping vLLM engine keeps (level 2: buffers and communicators)
+VLLM_GRAPHS_GIB = 1.0  # vLLM's CUDA graphs (estimated by vLLM 0.32 and taken from its share)
 OPD_CHUNK_TENSORS = 10  # (chunk x vocabulary) fp32 tensors alive in one chunk of opd_loss (measured: 9.2-9.7)
 NLL_CHUNK_TENSORS = 5  # chunked_nll: the logits, their fp32 copy and log-softmax, and two gradients
+SAMPLER_TENSORS = 3  # (sequences x vocabulary) fp32 tensors of vLLM's sampler: logits, probabilities, noise
+# vLLM 0.32's offline defaults on GPUs of 70 GB or more (its arg_utils): what an evaluation engine profiles
+VLLM_DEFAULT_BATCHED_TOKENS, VLLM_DEFAULT_SEQS = 16384, 1024
 
 
 @dataclass(frozen=True)
@@ -60,37 +76,51 @@ class Shape:
         )
 
     @property
-    def parameters(self) -> int:
+    def layer_parameters(self) -> int:
         d, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
         attention = d * q + 2 * d * kv + q * d + (q + 2 * kv if self.qkv_bias else 0)
-        per_layer = attention + 3 * d * self.intermediate + 2 * d + (2 * self.head_dim if self.qk_norm else 0)
-        return self.vocab * d * (1 if self.tied else 2) + self.layers * per_layer + d
+        return attention + 3 * d * self.intermediate + 2 * d + (2 * self.head_dim if self.qk_norm else 0)
+
+    @property
+    def parameters(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2) + self.layers * self.layer_parameters + self.hidden
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int:
         return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
 
 
-def layer_activation_bytes(s: Shape, tokens: int, act: int) -> int:
-    """What one decoder layer saves for its backward, for ``tokens`` tokens: the fp32
-    residual stream's two RMSNorms (input and normalised), the matmul inputs autocast
-    casts to bf16 (``act`` 2; at fp32 they are the norms' own outputs), Qwen3's q/k norms,
-    the attention kernel's q, k, v (k and v repeated to every head) and output, the output
-    projection's input, and the SwiGLU's gate, up, silu(gate) and product."""
+def usable_bytes(gpu_bytes: float | None) -> float | None:
+    """What CUDA lets a process use of a GPU of ``gpu_bytes`` nominal memory."""
+    return gpu_bytes * USABLE_FRACTION if gpu_bytes else None
+
+
+def layer_activation_bytes(s: Shape, tokens: int, act: int, res: int = 4) -> int:
+    """What one decoder layer saves for its backward, for ``tokens`` tokens: the two RMSNorms'
+    fp32 upcast and normalised output (in the residual stream's dtype ``res``), the matmul
+    inputs autocast casts to bf16 (``act`` 2, when the residual stream is fp32), Qwen3's q/k
+    norms, the attention kernel's q, k, v (k and v repeated to every head) and output, the
+    output projection's input, and the SwiGLU's gate, up, silu(gate) and product."""
     q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
-    casts = 5 * act * s.hidden if act < 4 else 0
+    casts = 5 * act * s.hidden if act < res else 0
     qk_norm = (4 + act) * (q + kv) if s.qk_norm else 0
-    return tokens * (16 * s.hidden + casts + qk_norm + 5 * act * q + 4 * act * s.intermediate)
+    return tokens * (2 * (4 + res) * s.hidden + casts + qk_norm + 5 * act * q + 4 * act * s.intermediate)
 
 
-def trunk_activation_bytes(s: Shape, tokens: int, act: int, checkpointing: bool) -> int:
+def trunk_activation_bytes(s: Shape, tokens: int, act: int, checkpointing: bool, res: int = 4) -> int:
     """Saved activations of the whole trunk, plus the backward's working set (the gradients
-    of one layer's residual and MLP activations). Checkpointed: every layer's fp32 input
-    and one layer recomputed at a time."""
-    working = tokens * (8 * s.hidden + 2 * act * s.intermediate)
-    final_norm = tokens * 8 * s.hidden
+    of one layer's residual and MLP activations). Checkpointed: every layer's input (in the
+    residual stream's dtype) and one layer recomputed at a time."""
+    working = tokens * (2 * res * s.hidden + 2 * act * s.intermediate)
+    final_norm = tokens * (4 + res) * s.hidden
     if checkpointing:
-        return s.layers * tokens * 4 * s.hidden + layer_activation_bytes(s, tokens, act) + working + final_norm
-    return s.layers * layer_activation_bytes(s, tokens, act) + working + final_norm
+        return s.layers * tokens * res * s.hidden + layer_activation_bytes(s, tokens, act, res) + working + final_norm
+    return s.layers * layer_activation_bytes(s, tokens, act, res) + working + final_norm
+
+
+def padding_mask_bytes(tokens: int, seq_len: int, act: int) -> int:
+    """SDPA's 4D mask of a padded micro-batch (tokens / seq_len rows of seq_len^2), boolean
+    and as the additive mask the kernel takes in the activations' dtype."""
+    return tokens * seq_len * (1 + act)
 
 
 def inference_bytes(s: Shape, tokens: int, dtype_bytes: int) -> int:
@@ -100,9 +130,18 @@ def inference_bytes(s: Shape, tokens: int, dtype_bytes: int) -> int:
     return tokens * dtype_bytes * (3 * s.intermediate + 6 * s.hidden + 4 * q)
 
 
+def vllm_overhead_bytes(s: Shape, dtype_bytes: int, batched_tokens: int, seqs: int, tensor_parallel: int = 1) -> int:
+    """What vLLM takes from its share besides weights and KV cache: the profile run's
+    activations at ``batched_tokens``, its sampler's fp32 (sequences x vocabulary) tensors
+    at ``seqs``, and its CUDA graphs."""
+    return (inference_bytes(s, batched_tokens, dtype_bytes) // tensor_parallel
+            + seqs * s.vocab * 4 * SAMPLER_TENSORS + VLLM_GRAPHS_GIB * GiB)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """The peak per GPU of one job and its parts (bytes), and the phase the peak is in."""
+    """The peak per GPU of one job and its parts (bytes), and the phase the peak is in.
+    ``gpu_bytes`` is the usable capacity (:func:`usable_bytes`)."""
 
     job: str
     parts: dict
@@ -121,7 +160,7 @@ class Plan:
 
     def line(self) -> str:
         parts = ", ".join(f"{k} {v / GiB:.1f}" for k, v in self.parts.items() if v >= 0.05 * GiB)
-        of = f" of {self.gpu_bytes / GiB:.0f}" if self.gpu_bytes else ""
+        of = f" of {self.gpu_bytes / GiB:.1f}" if self.gpu_bytes else ""
         note = "".join(f"; {t}" for t in (self.note, self.refusal) if t)
         return f"{self.job}: {self.peak / GiB:.1f}{of} GiB per GPU at {self.peak_phase} ({parts}){note}"
 
@@ -136,84 +175,124 @@ def state_bytes(params: int, world: int, zero_stage: int, bucket_elems: int, bf1
     """Weights, gradients and AdamW state on one rank: fp32 weights and moments, and the
     optimizer step's foreach temporaries (one state-sized tensor). ZeRO keeps an fp32 copy of
     its partition besides the moments and ZeRO-2 reduces gradients through buckets; with
-    ``bf16_weights`` (DeepSpeed's bf16) the weights and gradients are bf16 and that fp32 copy
-    is the master."""
+    ``bf16_weights`` (DeepSpeed's bf16) the weights and gradients are bf16, that fp32 copy is
+    the master, and gradients are accumulated and reduced in fp32 (a partition in fp32, and
+    each bucket's fp32 copy for the reduction). Plain data parallelism over several ranks
+    sums gradients through one flat copy of them."""
     part = world if zero_stage >= 1 else 1
     w = 2 if bf16_weights else 4
     optimizer = 8 * params / part + (4 * params / world if zero_stage >= 1 else 0)
-    grads = w * params / world + 2 * w * bucket_elems if zero_stage >= 2 else w * params
+    if zero_stage >= 2:
+        grads = (4 if bf16_weights else w) * params / world + bucket_elems * (2 * w + (4 if bf16_weights else 0))
+    else:
+        grads = w * params * (2 if world > 1 and zero_stage == 0 else 1)
     return {"weights": w * params, "optimizer": optimizer, "gradients": grads, "step": 4 * params / part}
+
+
+def teacher_bytes(teacher: Shape, tb: int, world: int, sharded: bool) -> dict:
+    """The teacher's resident weights, and what a ZeRO-3 teacher gathers: two layers (the
+    one running and the one prefetched) and its embedding in the forward; its head for the
+    loss."""
+    if not sharded:
+        return {"resident": teacher.parameters * tb, "forward": 0, "head": 0}
+    table = teacher.vocab * teacher.hidden * tb
+    return {"resident": teacher.parameters * tb / world, "forward": 2 * teacher.layer_parameters * tb + table,
+            "head": table}
 
 
 def training_plan(job: str, student: Shape, settings: dict, *, world: int = 1, zero_stage: int = 0,
                   bucket_elems: int = 0, teacher: Shape | None = None, teacher_dtype: str = "bfloat16",
                   gpu_bytes: float | None = None, runtime_bytes: float = RUNTIME_GIB * GiB,
-                  prompt_tokens: int = PROMPT_TOKENS, sampling: bool = True, student_dtype: str = "bfloat16") -> Plan:
+                  prompt_tokens: int | None = None, sampling: bool = True, student_dtype: str = "bfloat16",
+                  padded: bool = True) -> Plan:
     """OPD (with ``teacher``) or SFT. ``settings`` are the job's ``train`` settings (schema
-    defaults filled in). The peak is the larger of sampling (vLLM's share, or HF
-    the HF sampler's KV cache and logits; left out with ``sampling=False``) and the update
-    (gradients, then the teacher's forward or the student's activations and loss)."""
+    defaults filled in); ``gpu_bytes`` the usable capacity. The peak is the largest of the
+    phases (module docstring); ``sampling=False`` leaves sampling out, ``padded=False`` the
+    padding masks (micro-batches of one length)."""
     act = 2 if settings.get("precision") == "bf16" else 4
     bf16_weights = act == 2 and bool(settings.get("deepspeed"))
+    res = 2 if bf16_weights else 4
     checkpointing = settings.get("gradient_checkpointing", False)
     state = state_bytes(student.parameters, world, zero_stage, bucket_elems, bf16_weights)
     resident = {"runtime": runtime_bytes, "student weights": state["weights"], "optimizer": state["optimizer"]}
     d, v = student.hidden, student.vocab
+    prompt_tokens = prompt_tokens if prompt_tokens is not None else settings.get("max_prompt_tokens", PROMPT_TOKENS)
+    shard = {"resident": 0, "forward": 0, "head": 0}
     if teacher is not None:
         tb = DTYPE_BYTES[teacher_dtype]
-        resident["teacher weights"] = teacher.parameters * tb
+        shard = teacher_bytes(teacher, tb, world, settings.get("teacher_sharding") == "zero3")
+        resident["teacher weights"] = shard["resident"]
         seq = prompt_tokens + settings["max_new_tokens"]
         tokens = micro_batch_tokens(seq, settings["micro_batch_size"], settings.get("max_tokens_per_micro_batch"))
         positions = tokens * settings["max_new_tokens"] // seq
         loss = (positions * (4 * d + tb * teacher.hidden)  # the gathered hidden states' gradient; the teacher's
                 + 4 * v * d  # the head's fp32 gradient
-                + settings["chunk_size"] * v * 4 * OPD_CHUNK_TENSORS)
-        teacher_pass = inference_bytes(teacher, tokens, tb) + positions * tb * teacher.hidden
+                + settings["chunk_size"] * v * 4 * OPD_CHUNK_TENSORS + shard["head"])
+        teacher_pass = (inference_bytes(teacher, tokens, tb) + positions * tb * teacher.hidden + shard["forward"]
+                        + (padding_mask_bytes(tokens, seq, tb) if padded else 0))
     else:
-        tokens = micro_batch_tokens(settings["max_length"], settings["micro_batch_size"],
-                                    settings.get("max_tokens_per_micro_batch"))
+        seq = settings["max_length"]
+        tokens = micro_batch_tokens(seq, settings["micro_batch_size"], settings.get("max_tokens_per_micro_batch"))
         positions = tokens
         loss = positions * 4 * d + 4 * v * d + settings["chunk_size"] * v * 4 * NLL_CHUNK_TENSORS
         teacher_pass = 0
-    student_pass = (trunk_activation_bytes(student, tokens, act, checkpointing) + loss
-                    + (2 * student.parameters if act == 2 and not (checkpointing or bf16_weights) else 0))  # autocast's casts
-    asleep = {"vLLM asleep": VLLM_ASLEEP_GIB * GiB} if settings.get("rollout_backend") == "vllm" else {}
+    mask = padding_mask_bytes(tokens, seq, act) if padded else 0
+    casts = 2 * student.parameters if act == 2 and not (checkpointing or bf16_weights) else 0  # autocast's weights
+    student_pass = trunk_activation_bytes(student, tokens, act, checkpointing, res) + mask + loss + casts
+    colocated = settings.get("rollout_backend") == "vllm"
+    asleep = {"vLLM asleep": VLLM_ASLEEP_GIB * GiB} if colocated else {}
     if student_pass >= teacher_pass:
         update = {"gradients": state["gradients"], "activations": student_pass - loss, "loss": loss, **asleep}
     else:
         update = {"gradients": state["gradients"], "teacher forward": teacher_pass, **asleep}
-    phases = {"update": update, "optimizer step": {"gradients": state["gradients"], "step": state["step"], **asleep}}
+    retained = RETAINED_FRACTION * sum(update.values())
+    # start-up, in the recipes' order: the teacher loaded whole (then, with ZeRO-3, partitioned)
+    # beside the loaded student; then DeepSpeed builds the student's partitions (it flattens
+    # the weights on the GPU only where a second copy fits, else on the host)
+    whole_teacher = teacher.parameters * DTYPE_BYTES[teacher_dtype] if teacher else 0
+    startup = max(({"runtime": runtime_bytes, "student weights": state["weights"], "teacher weights": whole_teacher},
+                   {"runtime": runtime_bytes, "student weights": state["weights"],
+                    "optimizer": state["optimizer"] if zero_stage else 0, "teacher weights": shard["resident"]}),
+                  key=lambda p: sum(p.values()))
+    phases = {"start-up": startup, "update": {**resident, **update},
+              "optimizer step": {**resident, "gradients": state["gradients"], "step": state["step"], **asleep}}
     notes, refusal = [], ""
     if teacher is not None and sampling:
-        if settings.get("rollout_backend") == "vllm":
-            phases["sampling"] = {"vLLM": settings["vllm_gpu_memory_utilization"] * gpu_bytes} if gpu_bytes else {}
-            if gpu_bytes:  # vLLM's share: the student in its own dtype, then KV cache
-                engine = sampling_plan(job, student, student_dtype, backend="vllm", batch=0,
-                                       max_len=prompt_tokens + settings["max_new_tokens"],
-                                       gpu_memory_utilization=settings["vllm_gpu_memory_utilization"],
-                                       gpu_bytes=gpu_bytes, runtime_bytes=runtime_bytes)
+        kept = {**resident, "torch cache kept": retained}
+        if colocated:
+            share = settings["vllm_gpu_memory_utilization"] * gpu_bytes if gpu_bytes else 0
+            phases["sampling"] = {**kept, "vLLM": share}
+            if gpu_bytes:  # vLLM's share: the student in its own dtype, its overheads, then KV cache
                 per_rank = -(-settings["prompts_per_step"] * settings["n"] // world)
+                engine = sampling_plan(job, student, student_dtype, backend="vllm", batch=0, max_len=seq,
+                                       gpu_memory_utilization=settings["vllm_gpu_memory_utilization"],
+                                       gpu_bytes=gpu_bytes, runtime_bytes=0, max_num_seqs=per_rank,
+                                       max_num_batched_tokens=VLLM_COLOCATED_BATCHED_TOKENS)
                 notes.append(f"vLLM {engine.note}, for {per_rank} rollouts a rank" if engine.note else "")
                 refusal = engine.refusal
         else:  # HF sampling from the student: the batch's KV cache and one step's logits
             batch = settings["rollout_batch_size"] * settings["n"]
             kv = student.kv_bytes_per_token(2 if bf16_weights else 4)
-            phases["sampling"] = {"KV cache": batch * (prompt_tokens + settings["max_new_tokens"]) * kv,
-                                  "logits": 2 * batch * v * 4}
-    phases = {k: {**resident, **p} for k, p in phases.items()}
+            phases["sampling"] = {**kept, "KV cache": batch * seq * kv, "logits": 2 * batch * v * 4}
+    phases = {k: {n: b for n, b in p.items() if b} for k, p in phases.items()}
     phase = max(phases, key=lambda k: sum(phases[k].values()))
     others = ", ".join(f"{k} {sum(p.values()) / GiB:.1f}" for k, p in phases.items() if k != phase)
     note = "; ".join(n for n in [f"other phases: {others}", *notes] if n)
     return Plan(job, phases[phase], phase, gpu_bytes, note, refusal, phases)
 
 
+VLLM_COLOCATED_BATCHED_TOKENS = 8192  # what opd.rollout.vllm gives a colocated engine
+
+
 def sampling_plan(job: str, model: Shape, dtype: str, *, backend: str, batch: int, max_len: int,
                   tensor_parallel: int = 1, gpu_memory_utilization: float = 0.9,
-                  gpu_bytes: float | None = None, runtime_bytes: float = RUNTIME_GIB * GiB) -> Plan:
-    """Evaluation or teacher rollouts. vLLM takes ``gpu_memory_utilization`` of the GPU
-    (its budget includes the CUDA context) and fills what its weights and activations
-    leave with KV cache, which must hold one full-length sequence; HF sampling holds
-    the batch's KV cache."""
+                  gpu_bytes: float | None = None, runtime_bytes: float = RUNTIME_GIB * GiB,
+                  max_num_seqs: int = VLLM_DEFAULT_SEQS,
+                  max_num_batched_tokens: int = VLLM_DEFAULT_BATCHED_TOKENS) -> Plan:
+    """Evaluation, teacher rollouts or a colocated engine's share. vLLM takes
+    ``gpu_memory_utilization`` of the usable capacity ``gpu_bytes`` beside the CUDA context
+    and fills what its weights, activations, sampler and CUDA graphs leave with KV cache,
+    which must hold one full-length sequence; HF sampling holds the batch's KV cache."""
     b = DTYPE_BYTES[dtype]
     weights = model.parameters * b / tensor_parallel
     kv_token = model.kv_bytes_per_token(b) / tensor_parallel
@@ -221,8 +300,10 @@ def sampling_plan(job: str, model: Shape, dtype: str, *, backend: str, batch: in
         return Plan(job, {"runtime": runtime_bytes, "weights": weights, "KV cache": batch * max_len * kv_token,
                           "logits": 2 * batch * model.vocab * 4}, "sampling", gpu_bytes)
     context = min(model.max_positions, max_len)
-    parts = {"runtime": runtime_bytes, "weights": weights, "activations": runtime_bytes}
-    kv = gpu_memory_utilization * gpu_bytes - sum(parts.values()) if gpu_bytes else 0
+    overhead = vllm_overhead_bytes(model, b, max_num_batched_tokens, max_num_seqs, tensor_parallel)
+    # the CUDA context exists before vLLM measures the free memory: outside its share
+    parts = {"runtime": runtime_bytes, "weights": weights, "activations, sampler, graphs": overhead}
+    kv = gpu_memory_utilization * gpu_bytes - weights - overhead if gpu_bytes else 0
     if kv < context * kv_token:  # not even one sequence: vLLM refuses to start
         refusal = f"vLLM's share {gpu_memory_utilization:g} holds no full {context}-token sequence" if gpu_bytes else ""
         return Plan(job, {**parts, "KV cache of one sequence": context * kv_token}, "sampling", gpu_bytes,

@@ -4,7 +4,7 @@
 import yaml
 
 from opd.launch import deepspeed_path  # noqa: E402
-from opd.memory_plan import GiB, PROMPT_TOKENS, entry_shape, sampling_plan, training_plan  # noqa: E402
+from opd.memory_plan import GiB, PROMPT_TOKENS, entry_shape, sampling_plan, training_plan, usable_bytes  # noqa: E402
 
 PUBLISHED_CONFIGS = yaml.safe_load((Path(workflow.basedir) / "config/hub_configs.yaml").read_text())
 PRINTED_PLANS = set()
@@ -15,10 +15,10 @@ def model_shape(name):
 
 
 def gpu_setup(rule_name):
-    """(ranks, bytes of one GPU or None) of a rule's jobs."""
+    """(ranks, usable bytes of one GPU or None) of a rule's jobs."""
     r = resources_for(config, rule_name, BUILTIN_RESOURCES)
     gib = r.get("gpu_mem_gib")
-    return max(1, r["gpus"]) * (r.get("nodes") or 1), gib * GiB if gib else None
+    return max(1, r["gpus"]) * (r.get("nodes") or 1), usable_bytes(gib * GiB) if gib else None
 
 
 def zero_setup(train):
@@ -41,7 +41,10 @@ def training_job_plan(rule_name, key, name, entry):
                          teacher_dtype=base_entry(entry["teacher"])["dtype"] if teacher else "bfloat16",
                          student_dtype=base_entry(entry["student"])["dtype"], gpu_bytes=gpu)
     train = f"{key}.{name}.train"
-    if plan.peak_phase == "sampling" or plan.refusal:
+    if plan.peak_phase == "start-up":
+        hint = (f"{train}.teacher_sharding" if teacher is not None and entry["train"].get("teacher_sharding") != "zero3"
+                else f"{train}.deepspeed")
+    elif plan.peak_phase == "sampling" or plan.refusal:
         hint = (f"{train}.vllm_gpu_memory_utilization" if entry["train"].get("rollout_backend") == "vllm"
                 else f"{train}.rollout_batch_size")
     elif not entry["train"].get("gradient_checkpointing"):
