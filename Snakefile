@@ -24,6 +24,8 @@ include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/canary_jobs.smk"
+include: "workflow/rules/canary.smk"
 
 
 rule all:
