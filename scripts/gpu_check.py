@@ -5,9 +5,9 @@ nothing is downloaded), through the project's own code (opd.node_check). Each pa
 its own process, in the order that catches the most:
 
   update        one rank of the 1.5B-student / 7B-teacher update on 32 rollouts of 7,168
-                tokens: bf16, activation checkpointing, the 32K-token budget, the 512-position
-                loss chunks; device memory per phase beside the memory plan, update and
-                teacher tokens/s, model FLOPs utilisation
+                tokens: bf16, activation checkpointing, 32K-token packed rows (flash-attention's
+                variable-length kernel), the 512-position loss chunks; device memory per phase
+                beside the memory plan, update and teacher tokens/s, model FLOPs utilisation
   loss_chunks   the chunked loss at 64, 512 and 1,024 positions a chunk: seconds and peak
   vllm_study    (vLLM) a 7B colocated engine at a 0.4 share with the study's 8,192-token
                 context: start-up, KV cache, rollout tokens/s, sleep, wake with the weight
@@ -63,7 +63,8 @@ def run_part(part: str, scale: str, device: str) -> dict:
     student, teacher = configs(scale)
     if part == "update":
         settings = {"max_new_tokens": s["response"], "precision": "bf16", "gradient_checkpointing": True,
-                    "max_tokens_per_micro_batch": s["budget"], "chunk_size": s["chunk"], "micro_batch_size": 8,
+                    "max_tokens_per_micro_batch": s["budget"], "pack_sequences": True, "chunk_size": s["chunk"],
+                    "micro_batch_size": 8,
                     "prompts_per_step": s["rollouts"], "n": 1, "max_prompt_tokens": s["prompt"]}
         return node_check.update_check(student, teacher, settings, rollouts=s["rollouts"], prompt=s["prompt"],
                                        device=device)

@@ -76,6 +76,7 @@ def student_gradients(student, teacher, prompts, responses, **settings):
     from opd.distributed import Dist
     from opd.losses import Objective
     from opd.train.opd import OPDSettings, accumulate_gradients
+    from opd.packing import register
     from opd.train.teacher import Teacher
     from opd.train.updater import Updater, enable_checkpointing
 
@@ -88,6 +89,9 @@ def student_gradients(student, teacher, prompts, responses, **settings):
     lengths = [len(r) for r in responses]
     counts = (sum(lengths), sum(n > 0 for n in lengths), len(lengths))
     updater = Updater(student, torch.optim.SGD(student.parameters(), lr=0.0), 1.0, Dist())
+    packed = settings.get("pack_sequences", False)
+    for model in (student, teacher):
+        model.set_attn_implementation(register() if packed else "sdpa")
     loss, _, _, _ = accumulate_gradients(prompts, responses, s, Objective(k=4), *hidden_and_head(student),
                                          Teacher(teacher), updater, 0, counts)
     return loss, torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None])
@@ -165,9 +169,51 @@ def test_a_rank_short_of_micro_batches_runs_empty_ones_that_change_nothing(step_
     loss, grad = student_gradients(*step_case, micro_batch_size=2)
     original = Updater.micro_batches
     try:
-        Updater.micro_batches = lambda self, lengths, size, budget: [*original(self, lengths, size, budget), [], []]
+        Updater.micro_batches = lambda self, *args: [*original(self, *args), [], []]
         f_loss, f_grad = student_gradients(*step_case, micro_batch_size=2)
     finally:
         Updater.micro_batches = original
     assert f_loss == loss
     torch.testing.assert_close(f_grad, grad, rtol=0, atol=0)
+
+
+def test_a_packed_row_points_each_response_token_at_the_position_that_predicts_it():
+    from opd.packing import pack_row
+
+    ids, positions, bounds, longest, flat, targets = pack_row([[1, 2], [3]], [[7, 8], [9, 4, 5]])
+    assert ids.tolist() == [[1, 2, 7, 8, 3, 9, 4, 5]]
+    assert positions.tolist() == [[0, 1, 2, 3, 0, 1, 2, 3]]  # restarting at every sequence
+    assert bounds.tolist() == [0, 4, 8] and longest == 4
+    assert targets.tolist() == [7, 8, 9, 4, 5] and flat.tolist() == [1, 2, 4, 5, 6]
+
+
+def test_packed_rows_give_the_padded_update(step_case):
+    """One row per micro-batch, attention within each sequence (opd_varlen): the loss and
+    gradients of padded rows, with and without checkpointing, whatever the row budget."""
+    import torch
+
+    loss, grad = student_gradients(*step_case, micro_batch_size=3)
+    for budget in (None, 20, 10_000):
+        p_loss, p_grad = student_gradients(*step_case, micro_batch_size=3, pack_sequences=True,
+                                           max_tokens_per_micro_batch=budget, gradient_checkpointing=budget == 20)
+        assert p_loss == pytest.approx(loss, rel=1e-5)
+        torch.testing.assert_close(p_grad, grad, rtol=1e-4, atol=1e-6)
+    student_gradients(*step_case, micro_batch_size=3)  # back to SDPA for the other tests
+
+
+def test_a_model_loaded_for_packing_samples_as_it_did(tiny_model_dir, tokenizer):
+    """Outside a packed row opd_varlen is SDPA: rollouts (KV cache, padding masks) unchanged."""
+    from opd.models import load_model
+    from opd.packing import use_packing
+    from opd.rollout import SamplingParams
+    from opd.rollout.hf import HFBackend
+
+    prompts = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("1+2=", "13+7=", "5+55=")]
+    sampling = SamplingParams(n=2, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=3)
+    plain = load_model(tiny_model_dir)
+    packed = load_model(tiny_model_dir)
+    use_packing(packed)
+    assert packed.config._attn_implementation == "opd_varlen"
+    a = HFBackend(plain, tokenizer, progress=False).generate(prompts, sampling)
+    b = HFBackend(packed, tokenizer, progress=False).generate(prompts, sampling)
+    assert [r.token_ids for r in a] == [r.token_ids for r in b]

@@ -91,3 +91,30 @@ def test_a_second_invocation_has_nothing_to_do(rehearsal):
     again = snakemake(workdir, *args, "-n")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stdout + again.stderr, job_counts(again.stdout + again.stderr)
+
+
+def test_the_canary_runs_each_job_shape_on_the_cluster_once_and_tables_it(rehearsal):
+    """`snakemake --profile slurm ... canary` on the rehearsal's shapes: one job per shape (two
+    OPD shapes on two ranks, the SFT, the teacher rollouts, three evaluation shapes), each
+    COMPLETED in sacct, never retried; the table sets memory and speeds beside the plans."""
+    workdir, _, args = rehearsal
+    run = snakemake(workdir, *args, "canary", timeout=1800)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-6000:]
+    assert "Trying to restart" not in output
+    records = [r for r in sacct(slurm_job_ids(output)) if r["rule"].startswith("canary")]
+    assert sorted(r["rule"] for r in records) == sorted(["canary_opd"] * 2 + ["canary_sft", "canary_rollouts"]
+                                                        + ["canary_eval"] * 3)
+    assert all(r["State"] == "COMPLETED" for r in records), records
+    for r in records:
+        if r["rule"] in ("canary_opd", "canary_sft"):
+            assert "gres/gpu=2" in r["AllocTRES"], r
+    summary = json.loads((workdir / "results/canary/summary.json").read_text())
+    opd = [j for j in summary["jobs"] if j["job"].startswith("opd ")]
+    assert {j["job"] for j in opd} == {"opd s3.1_nonthinking_teacher", "opd s3.3_reverse_to_larger"}
+    first = next(j for j in opd if j["job"] == "opd s3.1_nonthinking_teacher")
+    assert first["members"] == ["s3.1_nonthinking_teacher", "s5.1_coldstart_opd", "topk_k.k-4"]
+    for j in opd:
+        assert {"after_startup", "after_wake", "after_sampling", "after_sleep", "after_update"} <= set(j["memory_gib"])
+        assert j["seconds_per_step"] > 0 and j["time_wake"] > 0 and j["time_validation"] > 0
+    assert (workdir / "results/canary/table.md").read_text().count("| opd ") == 2

@@ -173,6 +173,7 @@ def test_two_ranks_each_with_its_engine_train_in_bf16_under_deepspeed_and_share_
         "--out", str(tmp_path / "model"), "--log-out", str(tmp_path / "log.jsonl")])
     output = done.stdout + done.stderr
     assert output.count("Using external launcher for distributed inference") >= 2, output[-3000:]
+    assert output.count("max_seq_len=76,") >= 2  # the study's prompt + response (64 + 12), not the model's 512
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [0, 1, 2]
     for r in (log[0], log[2]):

@@ -37,19 +37,22 @@ def epoch_permutation(num: int, epoch: int, seed: int) -> list[int]:
     return perm
 
 
-def micro_batches(lengths: list[int], size: int, max_tokens: int | None = None) -> list[list[int]]:
+def micro_batches(lengths: list[int], size: int, max_tokens: int | None = None,
+                  packed: bool = False) -> list[list[int]]:
     """Indices of the sequences in each micro-batch. Without a token budget: ``size`` at a
     time, in order. With ``max_tokens``: sorted by length and filled while the padded batch
-    (count x longest) stays within the budget, so long and short sequences are not padded
-    to each other (a sequence longer than the budget goes alone). The step's loss does not
-    depend on the grouping: every position's weight is a whole-step quantity."""
+    (count x longest; for ``packed`` rows, the sum of the lengths) stays within the budget, so
+    long and short sequences are not padded to each other (a sequence longer than the budget
+    goes alone). The step's loss does not depend on the grouping: every position's weight is
+    a whole-step quantity."""
     order = list(range(len(lengths)))
     if not max_tokens:
         return [order[i:i + size] for i in range(0, len(order), size)]
     order.sort(key=lambda i: lengths[i])
     batches, current = [], []
     for i in order:  # ascending: the newest is the longest
-        if current and (len(current) + 1) * lengths[i] > max_tokens:
+        tokens = sum(lengths[j] for j in current) + lengths[i] if packed else (len(current) + 1) * lengths[i]
+        if current and tokens > max_tokens:
             batches.append(current)
             current = []
         current.append(i)

@@ -209,6 +209,7 @@ def training_plan(job: str, student: Shape, settings: dict, *, world: int = 1, z
     defaults filled in); ``gpu_bytes`` the usable capacity. The peak is the largest of the
     phases (module docstring); ``sampling=False`` leaves sampling out, ``padded=False`` the
     padding masks (micro-batches of one length)."""
+    padded = padded and not settings.get("pack_sequences")  # a packed row has no padding mask
     act = 2 if settings.get("precision") == "bf16" else 4
     bf16_weights = act == 2 and bool(settings.get("deepspeed"))
     res = 2 if bf16_weights else 4

@@ -81,6 +81,7 @@ def update_check(student_cfg: dict, teacher_cfg: dict, settings: dict, *, rollou
     from .distributed import Dist
     from .losses import Objective
     from .models import hidden_and_head
+    from .packing import use_packing
     from .train.opd import OPDSettings, accumulate_gradients
     from .train.teacher import Teacher
     from .train.updater import Updater, enable_checkpointing, peak_gpu_memory_gb
@@ -88,8 +89,12 @@ def update_check(student_cfg: dict, teacher_cfg: dict, settings: dict, *, rollou
     memory = PhaseMemory(device)
     t0 = time.perf_counter()
     student = random_model(student_cfg, torch.float32, device)  # fp32 master weights (no DeepSpeed here)
-    teacher = Teacher(random_model(teacher_cfg, torch.bfloat16, device))
+    teacher_model = random_model(teacher_cfg, torch.bfloat16, device)
     s = OPDSettings(**settings)
+    if s.pack_sequences:
+        use_packing(student)
+        use_packing(teacher_model)
+    teacher = Teacher(teacher_model)
     enable_checkpointing(student, s.gradient_checkpointing)
     student.train()
     updater = Updater(student, torch.optim.AdamW(student.parameters(), lr=1e-6), 1.0, Dist(), None, s.precision)

@@ -15,6 +15,7 @@ import torch
 from transformers.generation.logits_process import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from ..batching import pad_pairs, prediction_positions
+from ..packing import SDPA_ALIKE
 from ..progress import progress
 from . import Rollout, SamplingParams, check_prompt_lengths
 from .qwen_decode import qwen_decoder
@@ -103,7 +104,8 @@ def sample(model, ids: torch.Tensor, mask: torch.Tensor, sampling: SamplingParam
     # into the model's own mask: those get the 2D mask.
     full_mask = torch.cat([mask, mask.new_ones(rows, sampling.max_new_tokens)], dim=1)
     config = model.config
-    four_d = (getattr(config, "_attn_implementation", None) == "sdpa" and getattr(config, "sliding_window", None) is None
+    four_d = (getattr(config, "_attn_implementation", None) in SDPA_ALIKE
+              and getattr(config, "sliding_window", None) is None
               and getattr(config, "attention_chunk_size", None) is None)
     if four_d:
         full_mask = full_mask.bool()[:, None, None, :]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from ..packing import SDPA_ALIKE
+
 
 def _families():
     from transformers.models.qwen2 import modeling_qwen2 as q2
@@ -44,7 +46,7 @@ def qwen_decoder(model, cache, capacity: int) -> QwenDecoder | None:
         return None
     lm_cls, model_cls, layer_cls, attn_cls, rope = family
     config = model.config
-    if (config._attn_implementation != "sdpa" or model.training
+    if (config._attn_implementation not in SDPA_ALIKE or model.training
             or any(t != "full_attention" for t in getattr(config, "layer_types", None) or [])):
         return None
     inner = getattr(model, "model", None)

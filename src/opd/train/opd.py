@@ -30,6 +30,7 @@ from ..evaluation import evaluate_over_ranks
 from ..grading import Grader
 from ..losses import SUMS, Objective, metric_means, opd_loss, position_weights
 from ..models import hidden_and_head, load_model, load_tokenizer, same_tokenizer
+from ..packing import micro_batch_inputs, use_packing
 from ..rollout import SamplingParams, check_prompt_lengths, make_backend
 from ..rollout.hf import HFBackend
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
@@ -52,6 +53,7 @@ class OPDSettings:
     grad_clip: float = 1.0
     micro_batch_size: int = 8
     max_tokens_per_micro_batch: int | None = None
+    pack_sequences: bool = False
     precision: str = "fp32"
     gradient_checkpointing: bool = False
     rollout_batch_size: int = 64
@@ -154,8 +156,11 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
                             settings.max_prompt_tokens, f"benchmark {name}")
     student = load_model(student_path, master_dtype(settings.precision, settings.deepspeed), device,
                          trust_remote_code)
-    teacher = Teacher(load_model(teacher_path, teacher_dtype, device, teacher_trust_remote_code),
-                      settings.teacher_sharding, dist)
+    teacher_model = load_model(teacher_path, teacher_dtype, device, teacher_trust_remote_code)
+    if settings.pack_sequences:
+        use_packing(student)
+        use_packing(teacher_model)
+    teacher = Teacher(teacher_model, settings.teacher_sharding, dist)
     enable_checkpointing(student, settings.gradient_checkpointing)
     s_trunk, s_head = hidden_and_head(student)
     opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -240,17 +245,18 @@ def accumulate_gradients(prompts: list[list[int]], responses: list[list[int]], s
     rewards: list = [None] * len(responses)
     dev = s_head.device
     for mb in updater.micro_batches([len(p) + len(r) for p, r in zip(prompts, responses)],
-                                    settings.micro_batch_size, settings.max_tokens_per_micro_batch):
+                                    settings.micro_batch_size, settings.max_tokens_per_micro_batch,
+                                    settings.pack_sequences):
         filler = not mb
         mb = mb or [0]
-        ids, mask, flat, targets = (t.to(dev) for t in pack([prompts[i] for i in mb], [responses[i] for i in mb],
-                                                            pad_id))
+        ids, model_kwargs, flat, targets = micro_batch_inputs([prompts[i] for i in mb], [responses[i] for i in mb],
+                                                              pad_id, settings.pack_sequences, dev)
         tt = time.perf_counter()
-        h_t = teacher.hidden(ids, mask)
+        h_t = teacher.hidden(ids, **model_kwargs)
         h_t = h_t.reshape(-1, h_t.shape[-1])[flat]
         teacher_s += time.perf_counter() - tt
         with precision_context(settings.precision, dev):
-            h_s = s_trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            h_s = s_trunk(input_ids=ids, use_cache=False, **model_kwargs).last_hidden_state
         h_s = h_s.reshape(-1, h_s.shape[-1])[flat]
         weight = position_weights([len(responses[i]) for i in mb], objective.loss_agg_mode, n_tokens, n_sequences,
                                   n_all, settings.max_new_tokens)

@@ -17,10 +17,11 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from .. import distributed
-from ..batching import epoch_permutation, pad_pairs, prediction_positions
+from ..batching import epoch_permutation
 from ..device_memory import PhaseMemory
 from ..losses import chunked_nll
 from ..models import hidden_and_head, load_model, load_tokenizer
+from ..packing import micro_batch_inputs, use_packing
 from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
 from .updater import Updater, enable_checkpointing, master_dtype, peak_gpu_memory_gb, precision_context
 
@@ -33,6 +34,7 @@ class SFTSettings:
     batch_size: int = 32
     micro_batch_size: int = 4
     max_tokens_per_micro_batch: int | None = None
+    pack_sequences: bool = False
     precision: str = "fp32"
     gradient_checkpointing: bool = False
     max_length: int = 14336
@@ -91,6 +93,8 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
     device = dist.device(device)
     tok = load_tokenizer(model_path, trust_remote_code)
     model = load_model(model_path, master_dtype(settings.precision, settings.deepspeed), device, trust_remote_code)
+    if settings.pack_sequences:
+        use_packing(model)
     enable_checkpointing(model, settings.gradient_checkpointing)
     trunk, head = hidden_and_head(model)
     pairs = tokenize_pairs(tok, rows, settings.max_length)
@@ -117,14 +121,13 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
             n_tokens = int(dist.sum([sum(len(r) for _, r in batch)])[0])
             loss_total = 0.0
             for mb in updater.micro_batches([len(p) + len(r) for p, r in batch], settings.micro_batch_size,
-                                            settings.max_tokens_per_micro_batch):
+                                            settings.max_tokens_per_micro_batch, settings.pack_sequences):
                 filler = not mb  # another rank's extra micro-batch: the same collectives, at weight 0
                 micro = [batch[i] for i in mb or [0]]
-                ids, mask, labels = (t.to(device) for t in pad_pairs([p for p, _ in micro], [r for _, r in micro],
-                                                                    tok.pad_token_id))
+                ids, model_kwargs, flat, targets = micro_batch_inputs(
+                    [p for p, _ in micro], [r for _, r in micro], tok.pad_token_id, settings.pack_sequences, device)
                 with precision_context(settings.precision, device):
-                    h = trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-                flat, targets = prediction_positions(labels)
+                    h = trunk(input_ids=ids, use_cache=False, **model_kwargs).last_hidden_state
                 nll = chunked_nll(h.reshape(-1, h.shape[-1])[flat], head, targets, settings.chunk_size)
                 loss = nll / max(1, n_tokens) * (0 if filler else 1)
                 updater.backward(loss)

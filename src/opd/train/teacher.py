@@ -47,9 +47,9 @@ class _Trunk(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask):
-        return self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                                     use_cache=False).last_hidden_state
+    def forward(self, input_ids, attention_mask, **kwargs):
+        return self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                                     **kwargs).last_hidden_state
 
 
 class Teacher:
@@ -79,9 +79,10 @@ class Teacher:
         return self.engine is not None
 
     @torch.no_grad()
-    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def hidden(self, input_ids: torch.Tensor, attention_mask, **kwargs) -> torch.Tensor:
+        """Final hidden states; ``kwargs`` as the model's forward takes them (a packed row's)."""
         forward = self._trunk if self.engine is None else self.engine
-        return forward(input_ids, attention_mask)
+        return forward(input_ids, attention_mask, **kwargs)
 
     @contextmanager
     def head(self):

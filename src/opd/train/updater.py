@@ -108,13 +108,14 @@ class Updater:
         """Whether each rank holds only part of the optimizer state."""
         return self.engine is not None
 
-    def micro_batches(self, lengths: list[int], size: int, max_tokens: int | None) -> list[list[int]]:
+    def micro_batches(self, lengths: list[int], size: int, max_tokens: int | None,
+                      packed: bool = False) -> list[list[int]]:
         """This rank's micro-batches (:func:`opd.batching.micro_batches`). DeepSpeed ZeRO-2
         reduces gradients in every backward and a ZeRO-3 teacher gathers its layers in every
         forward, so there every rank runs as many as the others: split, and where a rank has
         too few sequences to split, padded with empty micro-batches (the caller runs those at
         weight 0)."""
-        batches = micro_batches(lengths, size, max_tokens)
+        batches = micro_batches(lengths, size, max_tokens, packed)
         if self.sharded or self.equal_micro_batches:
             count = max(self.dist.gather([len(batches)]))
             batches = split_to(batches, count)
