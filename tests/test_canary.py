@@ -51,7 +51,7 @@ def test_a_training_canarys_figures_time_the_steps_after_the_first_and_project_t
     rows = table([{"job": "opd x", "members": ["x", "y"], "gpus": 8, **f,
                    "plan": {"phases": {"sampling": 62.5, "update": 59.6, "optimizer step": 38.8, "start-up": 43.4}}}])
     assert "after_sampling 61.0 / 62.5; after_update 41.0 / 59.6" in rows and "| x, y | 8 |" in rows
-    assert "| 105 | rollout 25, update 65 tokens/s | 1.50 / 1.00 | 60 |" in rows
+    assert "| 105 | rollout 25, update 65 tokens/s | 1.50 (-) / 1.00 | 60 |" in rows
 
 
 def test_a_failing_canary_job_is_not_retried_and_says_why_at_once(study, tmp_path):

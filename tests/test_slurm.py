@@ -23,8 +23,10 @@ from workflow_utils import ROOT, job_env, snakemake, tiny_config, write_config
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
 GPU_RULES = ("eval_model", "teacher_rollouts", "sft", "opd_train")
-TIMING = {"seconds", "samples_per_second", "tokens_per_s", "rollout_tokens_per_s", "time_rollout", "time_teacher",
-          "time_update", "time_grading"}
+# wall-clock figures, and the memory the process held (which differs between any two runs)
+TIMING = {"seconds", "samples_per_second", "tokens_per_s", "rollout_tokens_per_s", "update_tokens_per_s",
+          "time_rollout", "time_wait", "time_teacher", "time_update", "time_grading", "time_startup",
+          "time_validation", "time_wake", "time_sleep", "time_weight_sync", "memory_gib"}
 
 
 def on_cluster(config: dict) -> dict:

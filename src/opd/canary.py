@@ -76,6 +76,7 @@ def training_figures(log: list[dict], *, full_steps: int, full_validations: int,
         "update_tokens_per_s": _median([r["update_tokens_per_s"] for r in timed if "update_tokens_per_s" in r]
                                        or [r["tokens"] / r["seconds"] for r in timed if "tokens" in r]),
         "time_wake": _median([r["time_wake"] for r in timed if "time_wake" in r]),
+        "time_weight_sync": _median([r["time_weight_sync"] for r in timed if "time_weight_sync" in r]),
         "time_sleep": _median([r["time_sleep"] for r in timed if "time_sleep" in r]),
         "time_validation": val_s,
         "time_startup": startup,
@@ -110,7 +111,7 @@ def _speed(r: dict) -> str:
 def table(rows: list[dict]) -> str:
     """Markdown: one row per canary job; device memory per phase (measured / planned, GiB)."""
     lines = ["| job | shape of | GPUs | memory per phase, GiB: measured / planned | s a step | speed | "
-             "wake / sleep s | validation s | GPU-hours, whole study at this speed |",
+             "wake (weight sync) / sleep s | validation s | GPU-hours, whole study at this speed |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         planned = r.get("plan", {}).get("phases", {})
@@ -121,7 +122,8 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['job']} | {', '.join(r['members'])} | {r['gpus']} | {memory}{note} "
             f"| {_fmt(r.get('seconds_per_step'), '.3g')} | {_speed(r)} "
-            f"| {_fmt(r.get('time_wake'), '.2f')} / {_fmt(r.get('time_sleep'), '.2f')} "
+            f"| {_fmt(r.get('time_wake'), '.2f')} ({_fmt(r.get('time_weight_sync'), '.2f')}) / "
+            f"{_fmt(r.get('time_sleep'), '.2f')} "
             f"| {_fmt(r.get('time_validation'), '.3g')} | {_fmt(r.get('gpu_hours'), '.2f')} |")
     return "\n".join(lines) + "\n"
 

@@ -125,6 +125,7 @@ class VLLMBackend:
     def _attach(self, llm, *, dtype: str, sleeps: bool, cuda: bool) -> None:
         self.llm, self.dtype, self.sleeps, self.cuda = llm, dtype, sleeps, cuda
         self.asleep = False
+        self.sync_s = 0.0  # the last weight sync's seconds
         self.context_length = llm.llm_engine.model_config.max_model_len
 
     @classmethod
@@ -151,10 +152,14 @@ class VLLMBackend:
         each cast to the engine's dtype as it is loaded (no second copy of the model)."""
         from ..models import DTYPES
 
+        import time
+
+        start = time.perf_counter()
         dtype = DTYPES[self.dtype]
         state = ((k, v.detach().to(dtype)) for k, v in model.state_dict().items())
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": state, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()  # cached prompt KV was computed with the old weights
+        self.sync_s = time.perf_counter() - start
 
     def wake_up(self, weights_from=None) -> None:
         """Ready to sample, with ``weights_from``'s weights if given. Asleep: torch's unused

@@ -75,7 +75,8 @@ class OPDSettings:
 def awake(backend, student, memory: PhaseMemory, times: dict):
     """A separate rollout engine (vLLM) wakes with the student's current weights and sleeps
     again before the update; the HF backend samples from the student itself. Marks the
-    memory in use at each boundary and times the wake-up (weights included) and the sleep."""
+    memory in use at each boundary and times the wake-up (the weight sync included, and
+    also apart) and the sleep."""
     if isinstance(backend, HFBackend):
         yield
         return
@@ -83,6 +84,7 @@ def awake(backend, student, memory: PhaseMemory, times: dict):
     t0 = time.perf_counter()
     backend.wake_up(weights_from=student)
     times["time_wake"] = times.get("time_wake", 0.0) + time.perf_counter() - t0
+    times["time_weight_sync"] = times.get("time_weight_sync", 0.0) + backend.sync_s  # part of the wake
     memory.mark("after_wake")
     try:
         yield
