@@ -213,12 +213,14 @@ def slurm_job_ids(output: str) -> list[int]:
     return [int(j) for j in re.findall(r"submitted with SLURM jobid (\d+)", output)]
 
 
-def sacct(job_ids) -> list[dict]:
-    """Accounting records (allocations only) with the rule each job ran, from its comment."""
-    fields = ["JobID", "Partition", "State", "ExitCode", "AllocTRES", "Comment"]
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", ",".join(fields), "-j", ",".join(map(str, job_ids))],
-                         check=True, capture_output=True, text=True).stdout
-    rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
+def sacct(job_ids, every_run: bool = False) -> list[dict]:
+    """Accounting records (allocations only) with the rule each job ran, from its comment;
+    ``every_run`` lists each run of a requeued job (sacct --duplicates), oldest first."""
+    fields = ["JobID", "Partition", "State", "ExitCode", "AllocTRES", "Comment", "SubmitLine"]
+    cmd = ["sacct", "-n", "-X", "-P", *(["-D"] if every_run else []), "-o", ",".join(fields),
+           "-j", ",".join(map(str, job_ids))]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rows = [dict(zip(fields, line.split("|", len(fields) - 1))) for line in out.splitlines() if line.strip()]
     for row in rows:
         m = re.match(r"rule_([A-Za-z_]+?)(_wildcards_|$)", row["Comment"])
         row["rule"] = m.group(1) if m else None

@@ -84,7 +84,8 @@ def test_opd_on_one_node_with_eight_gpus(paper_jobs):
         assert flag(flags, "--cpus-per-task") == ["64"] and flag(flags, "--mem") == ["480000"]
         assert flag(flags, "-t") == ["2880"]
         assert flag(flags, "--signal") == ["USR2@600"]
-        assert not flag(flags, "--nodes") and not flag(flags, "--gres") and not flag(flags, "--ntasks-per-gpu")
+        assert flag(flags, "--nodes") == ["1"]  # all eight GPUs on the node torchrun runs on
+        assert not flag(flags, "--gres") and not flag(flags, "--ntasks-per-gpu")
         assert "torchrun --standalone --nnodes=1 --nproc-per-node=8 " in job["block"]
 
 
@@ -126,6 +127,8 @@ def test_every_gpu_rule_gets_what_the_config_asked_for(paper_jobs):
         expected = {"eval_model": "1", "teacher_rollouts": "8", "sft": "8", "opd_train": "8", "probe_teachers": "1",
                     "teacher_continuation": "1"}.get(job["rule"])
         assert gpus == ([expected] if expected else []), (job["rule"], flags)
+        if expected and job["rule"] != "sft":  # sft: two nodes
+            assert flag(flags, "--nodes") == ["1"], (job["rule"], flags)
         assert flag(flags, "-p") == (["gpu"] if expected else ["cpu"])
         for name in ("--gpus", "--gres", "--nodes", "--ntasks", "-t", "--mem", "--cpus-per-task", "--signal"):
             assert len(flag(flags, name)) <= 1, (name, flags)  # no flag given twice

@@ -27,7 +27,8 @@ def builtin_deepspeed_configs() -> str:
 def slurm_resources(r: dict, training: bool) -> dict:
     """Snakemake resources for one rule from its merged config resources ``r``.
 
-    One node: ``gpu`` (+ ``gpu_model``) becomes ``--gpus``. Several nodes: GPUs are
+    One node: ``gpu`` (+ ``gpu_model``) becomes ``--gpus``, with ``--nodes=1`` so that SLURM
+    cannot spread the GPUs over nodes where one ``torchrun`` would not reach them. Several nodes: GPUs are
     requested per node with ``--gres`` and the job runs one task per node in its batch
     step (``mpi``), where the launcher's own ``srun`` starts ``torchrun`` on every node;
     ``gpu`` together with ``tasks`` would give ``--ntasks-per-gpu`` instead (and ``gpu``
@@ -41,6 +42,7 @@ def slurm_resources(r: dict, training: bool) -> dict:
     if nodes == 1:
         out["gpu"] = gpus
         if gpus:
+            out["nodes"] = 1
             out["tasks_per_gpu"] = 0  # one task (torchrun starts a process per GPU), not one per GPU
         if gpus and r.get("gpu_model"):
             out["gpu_model"] = r["gpu_model"]
@@ -69,21 +71,35 @@ def launch_prefix(r: dict) -> str:
     node; for several nodes, ``srun`` starts one ``torchrun`` per node, all meeting at a
     rendezvous on the job's first node (``$SLURM_JOB_NODELIST``, keyed by the job id).
     Slurm 22.05's nested ``srun`` needs ``--cpus-per-task`` spelled out.
+
+    A preemption's SIGTERM reaches every process of the job. Only the training processes
+    act on it (checkpoint at the step boundary, then requeue: ``opd.train.checkpoint``);
+    the job's shell ignores it, since its death would end the job step and kill them, and
+    so does torchrun's agent, whose own handler would kill them 30 s later, mid-step.
     """
     nodes, gpus, cpus = r.get("nodes") or 1, r["gpus"], r["cpus"]
     if nodes == 1:
-        return "python" if gpus <= 1 else f"torchrun --standalone --nnodes=1 --nproc-per-node={gpus}"
-    return srun_torchrun(nodes, gpus, cpus)
+        launcher = "python" if gpus <= 1 else (f"torchrun --standalone --nnodes=1 --nproc-per-node={gpus} "
+                                              f"{AGENT_SIGNALS}")
+    else:
+        launcher = srun_torchrun(nodes, gpus, cpus)
+    return f"trap '' TERM; {launcher}"
+
+
+# torchrun's agent forwards these to its workers (and kills them after its shutdown
+# timeout); SIGTERM is left out, so the agent outlives the workers' checkpoint
+AGENT_SIGNALS = "--signals-to-handle=SIGINT,SIGHUP,SIGQUIT"
 
 
 def srun_torchrun(nodes: int, gpus: int, cpus: int) -> str:
     """One ``torchrun`` per node started by ``srun`` from the job's batch step."""
     head = '$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)'
-    # SLURM's USR2 warning reaches every process of every step: torchrun's agents ignore it
-    # (bash's `trap '' USR2` is inherited through exec); its workers checkpoint on it
+    # SLURM's USR2 warning and a preemption's SIGTERM reach every process of every step:
+    # torchrun's agents ignore them (bash's `trap '' ...` is inherited through exec); its
+    # workers checkpoint on them
     return (
         f"srun --nodes={nodes} --ntasks-per-node=1 --cpus-per-task={cpus} --kill-on-bad-exit=1 "
-        f"bash -c 'trap \"\" USR2; exec \"$@\"' torchrun "
+        f"bash -c 'trap \"\" USR2 TERM; exec \"$@\"' torchrun "
         f"torchrun --nnodes={nodes} --nproc-per-node={max(1, gpus)} --rdzv-backend=c10d "
-        f"--rdzv-endpoint={head}:{RDZV_PORT} --rdzv-id=$SLURM_JOB_ID"
+        f"--rdzv-endpoint={head}:{RDZV_PORT} --rdzv-id=$SLURM_JOB_ID {AGENT_SIGNALS}"
     )

@@ -7,9 +7,11 @@ renamed, then ``latest`` is switched atomically, so a kill at any moment leaves 
 complete checkpoint in place. ``fingerprint`` records the run's settings: a run directory
 made with other settings is not resumed.
 
-SIGTERM and SIGUSR2 (SLURM's warning before a time limit or preemption) set a flag; the
-training loop checkpoints at the next step boundary and exits with ``EXIT_REQUEUE``, so
-the job fails and its retry resumes.
+SIGTERM (a preemption) and SIGUSR2 (SLURM's warning before the time limit) set a flag;
+the training loop checkpoints at the next step boundary, puts its SLURM batch job back in
+the queue (``scontrol requeue``: same job id, the rerun resumes) and exits with
+``EXIT_REQUEUE``. Outside a requeue-able batch job the exit code alone asks for a retry.
+Snakemake's own retries are left for that case only, so a bug fails once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import torch
@@ -69,8 +72,22 @@ class RunDir:
         return self.path / "train_log.jsonl"
 
     def open_log(self):
-        """The step log for appending; other ranks write nowhere."""
-        return open(self.log_path if self.dist.main else os.devnull, "a")
+        """The step log for appending, a line at a time (it is watched while the run goes);
+        other ranks write nowhere."""
+        return open(self.log_path if self.dist.main else os.devnull, "a", buffering=1)
+
+    def note_start(self, step: int) -> None:
+        """One line per start of the run in ``starts.jsonl``: the history of a resumed run,
+        which its job log (rewritten at each start) does not keep."""
+        if not self.dist.main:
+            return
+        job = os.environ.get("SLURM_JOB_ID")
+        entry = {"step": step, "slurm_job": job,
+                 "restarts": int(slurm_job_fields(job).get("Restarts", 0)) if job else None}
+        with open(self.path / "starts.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        if step:
+            print(f"resumed from step {step}", flush=True)
 
     def latest(self) -> Path | None:
         pointer = self.path / "latest"
@@ -117,7 +134,9 @@ class RunDir:
         if step % every == 0 or step == last_step or stopping:
             self.save(step, model, updater, scheduler, extra or {})
         if stopping:
-            print(f"signal {stop.signal}: checkpoint at step {step} saved, exiting for a retry", flush=True)
+            print(f"signal {stop.signal}: checkpoint at step {step} saved", flush=True)
+            if self.dist.main:
+                requeue_slurm_job()
             raise SystemExit(EXIT_REQUEUE)
 
     def load(self, model, updater, scheduler) -> tuple[int, dict]:
@@ -153,6 +172,38 @@ class RunDir:
         lines = [ln for ln in self.log_path.read_text().splitlines() if ln.strip()]
         kept = [ln for ln in lines if json.loads(ln)["step"] <= step] if step else []
         write_text(self.log_path, "".join(ln + "\n" for ln in kept))
+
+
+def requeue_slurm_job() -> bool:
+    """Put this SLURM batch job back in the queue; SLURM ends this run at once and starts
+    the same script again, which resumes from the checkpoint just saved. Only a batch job
+    submitted requeue-able (``--requeue``, which profiles/slurm asks for) is requeued: an
+    interactive allocation (``salloc``) is never touched."""
+    job = os.environ.get("SLURM_JOB_ID")
+    fields = slurm_job_fields(job) if job else {}
+    if not fields:
+        print(f"not in a SLURM batch job: exit {EXIT_REQUEUE} asks for a retry", flush=True)
+        return False
+    if fields.get("BatchFlag") != "1" or fields.get("Requeue") != "1":
+        print(f"SLURM job {job} is not a requeue-able batch job (BatchFlag={fields.get('BatchFlag')}, "
+              f"Requeue={fields.get('Requeue')}): exit {EXIT_REQUEUE} asks for a retry", flush=True)
+        return False
+    done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    if done.returncode:
+        print(f"scontrol requeue {job} refused: {done.stderr.strip()}; exit {EXIT_REQUEUE} asks for a retry",
+              flush=True)
+        return False
+    print(f"SLURM job {job} requeued: its next run resumes here", flush=True)
+    return True
+
+
+def slurm_job_fields(job: str) -> dict:
+    """``scontrol show job``'s fields (the job's own environment loses SLURM_RESTART_COUNT
+    on the way through Snakemake's job step); empty without SLURM."""
+    if not shutil.which("scontrol"):
+        return {}
+    show = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True)
+    return dict(f.split("=", 1) for f in show.stdout.split() if "=" in f) if show.returncode == 0 else {}
 
 
 def source_fingerprint(source: str | Path) -> object:

@@ -175,8 +175,7 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
                            "template": template, "prompts": content_hash(prompts)}, dist=dist)
     start, _ = run.load(student, updater, sched)
     run.truncate_log(start)
-    if start and dist.main:
-        print(f"resumed from step {start}")
+    run.note_start(start)
     check_prompt_lengths(prompt_ids, student.config.max_position_embeddings, [p["id"] for p in prompts])
     memory = PhaseMemory(device)
     memory.mark("after_startup")  # models loaded, optimizer and any ZeRO partitions built

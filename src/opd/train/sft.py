@@ -108,6 +108,7 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
                            "examples": content_hash(pairs)}, dist=dist)
     start, _ = run.load(model, updater, sched)
     run.truncate_log(start)
+    run.note_start(start)
     model.train()
     memory = PhaseMemory(device)
     memory.mark("after_startup")
