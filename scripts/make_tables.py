@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from opd.analysis.probe import check_probe  # noqa: E402
+from opd.analysis.verdicts import check_probe  # noqa: E402
 from opd.analysis.tables import (  # noqa: E402
     base_eval_table,
     experiment_summary,

@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from opd.analysis.probe import rank, student_rollouts, student_topk_mass, teacher_scores, verdict  # noqa: E402
+from opd.analysis.probe import student_rollouts, student_topk_mass, teacher_scores  # noqa: E402
+from opd.analysis.verdicts import rank, verdict  # noqa: E402
 from opd.analysis.tables import markdown_table, yes_no  # noqa: E402
 from opd.data import read_problems, render_prompt  # noqa: E402
 from opd.io import read_json, write_json, write_text  # noqa: E402

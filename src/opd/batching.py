@@ -30,6 +30,13 @@ def prediction_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return pos - 1, labels.flatten()[pos]
 
 
+def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
+    """Right-padded ids, mask, the flat indices of the positions that predict each response
+    token, and those tokens."""
+    ids, mask, labels = pad_pairs(prompts, responses, pad_id)
+    return (ids, mask, *prediction_positions(labels))
+
+
 def epoch_permutation(num: int, epoch: int, seed: int) -> list[int]:
     """The order of ``num`` examples in one epoch: a permutation seeded by (seed, epoch)."""
     perm = list(range(num))

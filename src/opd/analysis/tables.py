@@ -220,7 +220,7 @@ def yes_no(value: bool | None) -> str:
 
 def probe_table(probes: dict[str, dict]) -> str:
     """Each probe's verdicts beside what OPD from each teacher did (``outcomes`` of
-    :func:`opd.analysis.probe.check_probe`)."""
+    :func:`opd.analysis.verdicts.check_probe`)."""
     rows = []
     for name, probe in probes.items():
         for teacher in probe["ranking"]:

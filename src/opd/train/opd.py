@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..batching import epoch_permutation, pad_pairs, prediction_positions
+from ..batching import epoch_permutation, pack
 from ..data import render_prompt
 from ..device_memory import PhaseMemory
 from ..distributed import Dist
@@ -106,13 +106,6 @@ def prompt_order(num_prompts: int, step: int, per_step: int, seed: int) -> list[
     order = [i for e in range(first_epoch, last_epoch + 1) for i in epoch_permutation(num_prompts, e, seed)]
     start = (step - 1) * per_step - first_epoch * num_prompts
     return order[start:start + per_step]
-
-
-def pack(prompts: list[list[int]], responses: list[list[int]], pad_id: int):
-    """Right-padded ids, mask, the flat indices of the positions that predict each response
-    token, and those tokens."""
-    ids, mask, labels = pad_pairs(prompts, responses, pad_id)
-    return (ids, mask, *prediction_positions(labels))
 
 
 def check_prompt_budget(prompt_ids: list[list[int]], ids: list, limit: int, what: str) -> None:
