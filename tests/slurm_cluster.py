@@ -1,5 +1,5 @@
 """A real single-node SLURM cluster (slurmctld, slurmd, slurmdbd + MariaDB, munge) for the
-tests that claim SLURM. Partitions `cpu` (default) and `gpu`; the node has two fake GPUs
+tests that claim SLURM. Partitions `cpu` (default), `gpu` and `short` (MaxTime 10 min); the node has two fake GPUs
 (character devices) so `--gpus`/`--gres` jobs are scheduled and see CUDA_VISIBLE_DEVICES.
 
 Needs root and Debian's slurm-wlm, slurmdbd, munge and mariadb-server (`.ci/run` installs
@@ -96,6 +96,7 @@ GresTypes=gpu
 NodeName={host} CPUs={os.cpu_count()} RealMemory={mem_mb} Gres=gpu:{FAKE_GPUS} State=UNKNOWN
 PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes={host} MaxTime=INFINITE State=UP
+PartitionName=short Nodes={host} MaxTime=10 State=UP
 """)
     (root / "gres.conf").write_text(
         "AutoDetect=off\n" + "".join(f"NodeName={host} Name=gpu File={gpus}/fakegpu{i}\n" for i in range(FAKE_GPUS))

@@ -197,6 +197,21 @@ def test_a_failing_job_fails_its_rule_clearly_and_leaves_no_output(cluster, tmp_
     assert "results/eval/broken/easy.json" in dry.stdout + dry.stderr  # still to be made
 
 
+def test_resources_the_partition_cannot_give_are_refused_before_any_job_is_submitted(cluster, tmp_path):
+    config = on_cluster(tiny_config())
+    config["resources"]["rules"]["eval_model"].update(partition="short", runtime=30)  # MaxTime 10
+    config["resources"]["rules"]["opd_train"]["gpus"] = 4  # the node has 2
+    cfg = write_config(tmp_path / "config.yaml", config)
+    run = snakemake(tmp_path, *profile_args(cfg))
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "resources.rules.eval_model (or resources.default).runtime: 30 min" in output, output[-3000:]
+    assert "partition short's MaxTime of 10 min" in output
+    assert slurm_job_ids(output) == []  # refused while the DAG was built
+    dry = snakemake(tmp_path, *profile_args(cfg), "-n")  # the plan says it too, and goes on
+    assert dry.returncode == 0 and "resources.rules.opd_train (or resources.default).gpus: 4" in dry.stderr
+
+
 def test_srun_starts_one_torchrun_per_node_meeting_at_the_first_node(cluster, tmp_path):
     """The several-node launcher, run on the test cluster's one node: srun, then torchrun's
     c10d rendezvous on the node SLURM names first, keyed by the job id; every worker sees

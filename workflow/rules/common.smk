@@ -24,6 +24,7 @@ from opd.config import (  # noqa: E402
     validate_config,
 )
 from opd.launch import launch_prefix, slurm_resources  # noqa: E402
+from opd.partitions import check_partitions, parse_sinfo, read_sinfo  # noqa: E402
 from opd.memory_plan import PROMPT_TOKENS  # noqa: E402
 
 SCRIPTS = Path(workflow.basedir) / "scripts"
@@ -189,8 +190,39 @@ def rule_threads(rule):
 
 
 def rule_resources(rule):
-    """Config resources in the names Snakemake and its SLURM executor read."""
-    return slurm_resources(resources_for(config, rule, BUILTIN_RESOURCES), training=rule in MULTI_NODE_RULES)
+    """Config resources in the names Snakemake and its SLURM executor read; the runtime is
+    checked against the cluster's partitions as each job enters the DAG."""
+    res = slurm_resources(resources_for(config, rule, BUILTIN_RESOURCES), training=rule in MULTI_NODE_RULES)
+    runtime = res["runtime"]
+
+    def checked_runtime(wildcards):
+        check_partition_limits()
+        return runtime
+
+    return {**res, "runtime": checked_runtime}
+
+
+_PARTITIONS = {}  # the partition check's errors, found once per run
+
+
+def check_partition_limits():
+    """Submitting through SLURM (``--profile slurm``): refuse the run, before its first job
+    is submitted, if a rule of its DAG has a runtime above its partition's MaxTime or more
+    GPUs per node than the partition's nodes have, naming the setting. A dry run where
+    ``sinfo`` answers warns instead; jobs themselves and local runs skip it."""
+    executor = workflow.executor_plugin.name if workflow.executor_plugin else None
+    if executor not in ("slurm", "dryrun"):
+        return
+    if "errors" not in _PARTITIONS:  # the first job's resources: check every rule of the DAG
+        sinfo = read_sinfo()
+        rules = sorted({job.rule.name for job in workflow.dag.jobs} & set(RULES_WITH_RESOURCES))
+        _PARTITIONS["errors"] = check_partitions(
+            {r: resources_for(config, r, BUILTIN_RESOURCES) for r in rules}, *parse_sinfo(sinfo)) if sinfo else []
+        if executor == "dryrun":
+            for e in _PARTITIONS["errors"]:
+                print(f"warning: on this cluster, {e}", file=sys.stderr)
+    if _PARTITIONS["errors"] and executor == "slurm":
+        raise WorkflowError("the cluster cannot run this config:\n  " + "\n  ".join(_PARTITIONS["errors"]))
 
 
 def rule_launcher(rule):
