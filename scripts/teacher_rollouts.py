@@ -1,8 +1,14 @@
 #!/usr/bin/env python
 """The teacher answers a prompt set once per prompt; truncated, repetitive and no-\\boxed
-answers are dropped (counts per reason go to --report). Output rows: {id, problem, response}."""
+answers are dropped (counts per reason go to --report). Output rows: {id, problem, response}.
+
+The prompts are sampled in chunks journalled under --work-dir as they complete (a killed
+job's rerun samples only what is missing), by --workers processes, one per GPU, each with
+its own engine (data parallel), or by one engine tensor parallel over the GPUs."""
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -18,6 +24,8 @@ from opd.device_memory import memory_source, used_gib  # noqa: E402
 from opd.io import write_json, write_jsonl  # noqa: E402
 from opd.models import load_tokenizer  # noqa: E402
 from opd.rollout import SamplingParams, open_backend  # noqa: E402
+from opd.rollout.journal import Journal, collected, sample_in_chunks  # noqa: E402
+from opd.train.checkpoint import content_hash, source_fingerprint  # noqa: E402
 
 
 def main() -> None:
@@ -38,27 +46,45 @@ def main() -> None:
     ap.add_argument("--max-prompts", type=int, help="only the first N (the canary)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--report", required=True)
+    ap.add_argument("--work-dir", required=True, help="the chunk journals, kept across reruns")
+    ap.add_argument("--chunk-size", type=int, default=512, help="prompts per journalled chunk")
+    ap.add_argument("--workers", type=int, default=1, help="processes, one per GPU, each with its own engine")
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set for the workers themselves
+    ap.add_argument("--out")
+    ap.add_argument("--report")
     args = ap.parse_args()
+    if args.worker is None and not (args.out and args.report):
+        ap.error("--out and --report are required")
     torch.set_num_threads(args.threads)
     rules = {"max_repeated_line_fraction": 0.5, "repeat_ngram": 20, "max_ngram_repeats": 8,
              **json.loads(args.filter)}
     problems = read_problems(args.prompts)[:args.max_prompts]
     tok = load_tokenizer(args.teacher, args.trust_remote_code)
     sampling = SamplingParams(n=1, **json.loads(args.sampling))
-    backend = open_backend(args.backend, args.teacher, tok, dtype=args.dtype, device=args.device,
-                           trust_remote_code=args.trust_remote_code, batch_size=args.batch_size,
-                           tensor_parallel_size=args.tensor_parallel_size,
-                           gpu_memory_utilization=args.gpu_memory_utilization, seed=sampling.seed,
-                           max_model_len=args.max_model_len)
     ids = [tok(render_prompt(tok, p["problem"], args.template, not args.no_chat), add_special_tokens=False)["input_ids"]
            for p in problems]
+    # what decides the rollouts (not how many workers shared them)
+    fingerprint = {"teacher": source_fingerprint(args.teacher), "prompts": content_hash(ids),
+                   "sampling": json.loads(args.sampling), "chunk_size": args.chunk_size,
+                   "dtype": args.dtype, "backend": args.backend}
     start = time.perf_counter()
-    rollouts = backend.generate(ids, sampling)
+    if args.workers > 1 and args.worker is None:
+        run_workers(args)
+        memory = {"memory_gib": None, "memory_source": "workers"}
+    else:
+        backend = open_backend(args.backend, args.teacher, tok, dtype=args.dtype, device=args.device,
+                               trust_remote_code=args.trust_remote_code, batch_size=args.batch_size,
+                               tensor_parallel_size=args.tensor_parallel_size,
+                               gpu_memory_utilization=args.gpu_memory_utilization, seed=sampling.seed,
+                               max_model_len=args.max_model_len)
+        journal = Journal(args.work_dir, fingerprint, rank=args.worker or 0)
+        sample_in_chunks(backend, ids, sampling, journal, args.chunk_size, args.worker or 0, args.workers)
+        memory = {"memory_gib": used_gib(args.device), "memory_source": memory_source(args.device)}
+        backend.close()
+        if args.worker is not None:
+            return
     seconds = time.perf_counter() - start
-    memory = {"memory_gib": used_gib(args.device), "memory_source": memory_source(args.device)}
-    backend.close()
+    rollouts = collected(args.work_dir, fingerprint, len(ids), args.chunk_size)
     kept, reasons = [], Counter()
     for r in rollouts:
         text = tok.decode(r.token_ids, skip_special_tokens=True)
@@ -75,6 +101,22 @@ def main() -> None:
                              "problems": len(problems), "samples_per_problem": 1,
                              "mean_response_tokens": tokens / max(1, len(rollouts)), **memory})
     print(f"kept {len(kept)} of {len(rollouts)} teacher answers; dropped {dict(reasons)}")
+
+
+def run_workers(args) -> None:
+    """One process per GPU (each sees only its own), all sampling their share of the chunks;
+    a failed worker fails the job, its journal kept for the rerun."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if os.environ.get("CUDA_VISIBLE_DEVICES") else \
+        [str(i) for i in range(torch.cuda.device_count())]
+    procs = []
+    for rank in range(args.workers):
+        env = dict(os.environ)
+        if args.device.startswith("cuda"):
+            env["CUDA_VISIBLE_DEVICES"] = visible[rank]
+        procs.append(subprocess.Popen([sys.executable, *sys.argv, "--worker", str(rank)], env=env))
+    failed = [rank for rank, p in enumerate(procs) if p.wait() != 0]
+    if failed:
+        raise SystemExit(f"teacher rollout workers {failed} failed (see above); their finished chunks are kept")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ rule canary_rollouts:
         dtype=lambda wc: base_entry(config["sft"][wc.rep]["teacher"])["dtype"],
         sampling=lambda wc: as_json(config["sft"][wc.rep]["sampling"]),
         template=lambda wc: config["eval"]["prompt_template"],
-        vllm=lambda wc: vllm_flags("teacher_rollouts", config["sft"][wc.rep]["sampling"]["max_new_tokens"]),
+        engines=lambda wc: rollout_flags("teacher_rollouts", wc.rep),
         problems=CANARY["problems"],
         backend=config["eval"]["backend"],
     log:
@@ -139,8 +139,8 @@ rule canary_rollouts:
     shell:
         "python {input.script:q} --teacher {params.teacher:q} {params.flags} --dtype {params.dtype} "
         "--prompts {input.prompts} --max-prompts {params.problems} --sampling {params.sampling:q} "
-        "--template {params.template:q} --backend {params.backend} {params.vllm} --threads {threads} "
-        "--out {output.rollouts} --report {output.report} > {log} 2>&1"
+        "--template {params.template:q} --backend {params.backend} {params.engines} --threads {threads} "
+        "--work-dir \"$(mktemp -d)\" --out {output.rollouts} --report {output.report} > {log} 2>&1"
 
 
 rule canary_eval:

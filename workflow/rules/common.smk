@@ -230,14 +230,23 @@ def rule_launcher(rule):
     return launch_prefix(resources_for(config, rule, BUILTIN_RESOURCES))
 
 
-def vllm_flags(rule, max_new_tokens):
-    """A sampling rule's vLLM engine: tensor parallel over the rule's GPUs, its context the
-    prompt allowance plus the response (the memory plan's), not the model's 128K positions."""
+def vllm_flags(rule, max_new_tokens, tensor_parallel=None):
+    """A sampling rule's vLLM engine: tensor parallel over the rule's GPUs (unless told
+    otherwise), its context the prompt allowance plus the response (the memory plan's), not
+    the model's 128K positions."""
     if config["eval"]["backend"] != "vllm":
         return ""
-    return (f"--tensor-parallel-size {max(1, rule_resources(rule)['gpu'])} "
+    return (f"--tensor-parallel-size {tensor_parallel or max(1, rule_resources(rule)['gpu'])} "
             f"--gpu-memory-utilization {config['eval']['gpu_memory_utilization']} "
             f"--max-model-len {PROMPT_TOKENS + max_new_tokens}")
+
+
+def rollout_flags(rule, sft):
+    """The teacher rollouts' engines: ``--workers`` (one per GPU) and their vLLM settings."""
+    entry = config["sft"][sft]
+    workers, tensor_parallel = rollout_parallelism("teacher_rollouts", entry["teacher"],
+                                                   entry["sampling"]["max_new_tokens"])
+    return f"--workers {workers} " + vllm_flags(rule, entry["sampling"]["max_new_tokens"], tensor_parallel)
 
 
 def as_json(obj):

@@ -54,16 +54,37 @@ def training_job_plan(rule_name, key, name, entry):
     return plan, hint
 
 
+def one_engine_plan(job, model, max_new_tokens, gpu, tensor_parallel):
+    return sampling_plan(job, model_shape(model), base_entry(model)["dtype"], backend=config["eval"]["backend"],
+                         batch=config["eval"]["batch_size"], max_len=PROMPT_TOKENS + max_new_tokens,
+                         tensor_parallel=tensor_parallel,
+                         gpu_memory_utilization=config["eval"]["gpu_memory_utilization"], gpu_bytes=gpu)
+
+
+def rollout_parallelism(rule_name, model, max_new_tokens):
+    """(workers, tensor parallel) of the teacher rollouts over the rule's GPUs: an engine
+    per GPU where the model fits one (as the paper's rollout script runs; tensor parallel
+    on a small model is bound by its all-reduces), else one engine over all of them."""
+    world, gpu = gpu_setup(rule_name)
+    if world <= 1:
+        return 1, 1
+    if config["eval"]["backend"] != "vllm":
+        return world, 1  # the HF backend: one model per GPU
+    if model_shape(model) is None:
+        return 1, world
+    return (world, 1) if one_engine_plan(rule_name, model, max_new_tokens, gpu, 1).fits else (1, world)
+
+
 def sampling_job_plan(rule_name, job, model, max_new_tokens):
     shape = model_shape(model)
     if shape is None:
         return None
     world, gpu = gpu_setup(rule_name)
     vllm = config["eval"]["backend"] == "vllm"
-    plan = sampling_plan(job, shape, base_entry(model)["dtype"], backend=config["eval"]["backend"],
-                         batch=config["eval"]["batch_size"], max_len=PROMPT_TOKENS + max_new_tokens,
-                         tensor_parallel=world if vllm else 1,
-                         gpu_memory_utilization=config["eval"]["gpu_memory_utilization"], gpu_bytes=gpu)
+    tensor_parallel = world if vllm else 1
+    if rule_name == "teacher_rollouts":
+        tensor_parallel = rollout_parallelism(rule_name, model, max_new_tokens)[1]
+    plan = one_engine_plan(job, model, max_new_tokens, gpu, tensor_parallel)
     hint = "eval.gpu_memory_utilization (or this rule's gpus)" if vllm else "eval.batch_size"
     return plan, hint
 

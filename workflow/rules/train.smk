@@ -66,7 +66,8 @@ rule teacher_rollouts:
         template=lambda wc: config["eval"]["prompt_template"],
         batch_size=config["eval"]["batch_size"],
         backend=config["eval"]["backend"],
-        vllm=lambda wc: vllm_flags("teacher_rollouts", config["sft"][wc.sft]["sampling"]["max_new_tokens"]),
+        engines=lambda wc: rollout_flags("teacher_rollouts", wc.sft),
+        work_dir="results/runs/rollouts/{sft}",
     log:
         "logs/teacher_rollouts/{sft}.log",
     threads: rule_threads("teacher_rollouts")
@@ -78,8 +79,8 @@ rule teacher_rollouts:
     shell:
         "python {input.script:q} --teacher {params.teacher:q} {params.flags} --dtype {params.dtype} "
         "--prompts {input.prompts} --sampling {params.sampling:q} --filter {params.filter:q} "
-        "--template {params.template:q} --batch-size {params.batch_size} --backend {params.backend} {params.vllm} "
-        "--threads {threads} --out {output.rollouts} --report {output.report} > {log} 2>&1"
+        "--template {params.template:q} --batch-size {params.batch_size} --backend {params.backend} {params.engines} "
+        "--work-dir {params.work_dir} --threads {threads} --out {output.rollouts} --report {output.report} > {log} 2>&1"
 
 
 rule sft:
