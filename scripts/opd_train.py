@@ -45,15 +45,16 @@ def main() -> None:
     for item in args.benchmark:
         name, path = item.split("=", 1)
         benchmarks[name] = read_problems(path)[:args.val_limit]
+    settings = OPDSettings(**json.loads(args.settings))
     student, tok, run = train(
         args.student, args.teacher, read_problems(args.prompts), benchmarks,
-        OPDSettings(**json.loads(args.settings)), Objective(**json.loads(args.objective)), args.run_dir,
+        settings, Objective(**json.loads(args.objective)), args.run_dir,
         template=args.template, chat=not args.no_chat, grading=json.loads(args.grading),
         device=args.device, teacher_dtype=args.teacher_dtype,
         student_dtype=args.student_dtype, trust_remote_code=args.trust_remote_code,
         teacher_trust_remote_code=args.teacher_trust_remote_code,
     )
-    export(student, tok, run, args.out, args.log_out)
+    export(student, tok, run, args.out, args.log_out, settings.keep_final_checkpoint)
     if run.dist.main:
         print(f"wrote {args.out or 'no model'} and {args.log_out}")
     distributed.shutdown()

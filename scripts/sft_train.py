@@ -45,7 +45,7 @@ def main() -> None:
     else:
         ap.error("give --data or --synthetic-examples")
     model, tok, run = train(args.model, rows, settings, args.run_dir, args.device, args.trust_remote_code)
-    export(model, tok, run, args.out, args.log_out)
+    export(model, tok, run, args.out, args.log_out, settings.keep_final_checkpoint)
     if run.dist.main:
         print(f"wrote {args.out}")
     distributed.shutdown()

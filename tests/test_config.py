@@ -118,6 +118,15 @@ def test_paper_defaults_for_sampling(schema):
      "config.probes.student_teachers.teachers.0: no model named 'nobody'"),
     (lambda c: c["resources"].update(rules={"eval_model": {"nodes": 2}}),
      "config.resources.rules.eval_model.nodes: only opd_train, sft can span several nodes"),
+    # slurm_extra reaches sbatch's command line: options only
+    (lambda c: c["resources"].update(rules={"eval_model": {"slurm_extra": "--wrap='rm -rf ~'; echo"}}),
+     "config.resources.rules.eval_model.slurm_extra: --wrap is not an option for a rule's job"),
+    (lambda c: c["resources"]["default"].update(slurm_extra="--exclusive; rm -rf ~"),
+     "config.resources.default.slurm_extra: not sbatch options: the shell operator ';'"),
+    (lambda c: c["resources"]["default"].update(slurm_extra="--comment=$(id)"),
+     "config.resources.default.slurm_extra: not sbatch options: shell text"),
+    (lambda c: c["resources"]["default"].update(slurm_extra="exclusive"),
+     "config.resources.default.slurm_extra: not sbatch options: 'exclusive' is neither an option"),
     # careless input that used to pass the check and fail (or mislead) later
     (lambda c: c["experiments"]["opd_new_skill"]["train"].update(lr=float("inf")),
      "config.experiments.opd_new_skill.train.lr: inf is not a finite number"),
@@ -147,6 +156,12 @@ def test_errors_are_one_line_and_name_the_key(toy, schema, edit, message):
         validate_config(cfg, schema, rule_names=("eval_model",))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_sbatch_options_in_slurm_extra_pass(toy, schema):
+    cfg = copy.deepcopy(toy)
+    cfg["resources"]["default"]["slurm_extra"] = "--exclusive --qos high -C 'a100|h100' --signal=USR1@60"
+    validate_config(cfg, schema, rule_names=("eval_model",))
 
 
 def test_benchmark_sampling_overrides_only_its_keys(toy, schema):

@@ -72,3 +72,9 @@ def test_empty_sets_and_missing_answers_are_data_errors(tmp_path):
     with pytest.raises(DataError, match=r"set\.jsonl:2: 'answer' holds no answer: None"):
         local_problems(path, "problem", "answer")
     assert local_problems(path, "problem", None)[1]["answer"] is None  # a prompt-only set
+    for blank in ('""', '"  "', "NaN", "[]"):  # an empty \\boxed{} would be graded correct against a blank
+        path.write_text(f'{{"id": "a", "problem": "1+1", "answer": "2"}}\n{{"id": "b", "problem": "2+2", "answer": {blank}}}\n')
+        with pytest.raises(DataError, match=r"set\.jsonl:2: 'answer' holds no answer \(id b\)"):
+            local_problems(path, "problem", "answer", "id")
+    path.write_text('{"problem": "1+1", "answer": 0}\n')
+    assert local_problems(path, "problem", "answer")[0]["answer"] == "0"  # zero is an answer

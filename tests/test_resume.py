@@ -74,6 +74,13 @@ def reference_opd(tmp_path_factory, tiny_model_dir, teacher_model_dir, prompts):
     return work
 
 
+def test_a_finished_run_keeps_its_model_and_logs_but_no_checkpoint(reference_opd):
+    run_dir = reference_opd / "run"
+    assert (reference_opd / "model/model.safetensors").exists()
+    assert not list(run_dir.glob("step_*")) and not (run_dir / "latest").exists()
+    assert {"fingerprint.json", "train_log.jsonl", "starts.jsonl"} <= {p.name for p in run_dir.iterdir()}
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGUSR2], ids=["kill", "term", "usr2"])
 def test_opd_resumes_to_identical_weights(sig, tmp_path, tiny_model_dir, teacher_model_dir, prompts, reference_opd):
     cmd = opd_command(tiny_model_dir, teacher_model_dir, prompts, tmp_path)
@@ -136,3 +143,22 @@ def test_a_run_killed_before_its_first_checkpoint_logs_step_0_once(tmp_path):
     run.log_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run.truncate_log(1)  # resumed from the step-1 checkpoint: step 0 and 1 stay
     assert [json.loads(ln)["step"] for ln in run.log_path.read_text().splitlines()] == [0, 1]
+
+
+def test_the_run_directory_keeps_its_newest_checkpoints_only(tmp_path, tiny_model_dir):
+    import torch
+
+    from opd.models import load_model
+    from opd.train.checkpoint import RunDir
+    from opd.train.updater import Updater
+    from opd.distributed import Dist
+
+    model = load_model(tiny_model_dir, dtype="float32", device="cpu")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    for keep, left in ((1, ["step_000003"]), (2, ["step_000002", "step_000003"])):
+        run = RunDir(tmp_path / f"keep{keep}", {"settings": 1}, keep=keep)
+        for step in (1, 2, 3):
+            run.save(step, model, Updater(model, opt, 1.0, Dist()), sched, {})
+        assert sorted(p.name for p in run.path.glob("step_*")) == left
+        assert run.load(model, Updater(model, opt, 1.0, Dist()), sched)[0] == 3

@@ -101,6 +101,12 @@ def test_sft_on_two_nodes_runs_one_torchrun_per_node(paper_jobs):
     assert "torchrun --nnodes=2 --nproc-per-node=8 --rdzv-backend=c10d" in job["block"]
 
 
+def test_teacher_rollouts_run_an_engine_per_gpu_when_the_teacher_fits_one(paper_jobs):
+    (job,) = by_rule(paper_jobs, "teacher_rollouts")
+    assert "--workers 8 --tensor-parallel-size 1 " in job["block"]  # Qwen3-4B fits one 80 GB GPU
+    assert "--work-dir results/runs/rollouts/" in job["block"]  # the chunk journals, kept across reruns
+
+
 LOCAL_RULES = {"tables", "all", "sweep_point", "sweep_table", "figure", "rollout_auroc"}
 
 

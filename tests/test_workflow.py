@@ -56,7 +56,9 @@ def test_cold_start_and_opd_experiment(study):
     for key in ("overlap_ratio_first", "overlap_ratio_last", "overlap_mass_student_last"):
         assert key in exp
     assert "| distilled |" in (workdir / "results/tables/experiments.md").read_text()
-    assert (workdir / "results/runs/opd/distilled/latest").exists()  # the resumable run directory
+    # the run directory keeps its fingerprint, log and starts; its checkpoints went after the export
+    assert (workdir / "results/runs/opd/distilled/starts.jsonl").exists()
+    assert not list((workdir / "results/runs/opd/distilled").glob("step_*"))
 
 
 def test_second_invocation_has_nothing_to_do(study):

@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .launch import builtin_deepspeed_configs, deepspeed_path
+from .launch import builtin_deepspeed_configs, deepspeed_path, slurm_extra_error
 from .toy.task import distinct_questions
 
 
@@ -368,6 +368,11 @@ def _check_references(config: dict, rule_names: tuple[str, ...]) -> None:
                 raise ConfigError(f"{_key(['resources', 'rules', rule])}: no rule named {rule!r}")
     if (config["resources"]["default"].get("nodes") or 1) > 1:
         raise ConfigError(f"{_key(['resources', 'default', 'nodes'])}: several nodes only per training rule")
+    for where, res in [("default", config["resources"]["default"]),
+                       *((f"rules.{r}", v) for r, v in config["resources"]["rules"].items())]:
+        if res.get("slurm_extra") and (why := slurm_extra_error(res["slurm_extra"])):
+            raise ConfigError(f"{_key(['resources', *where.split('.'), 'slurm_extra'])}: {why}: "
+                              f"{res['slurm_extra']!r:.80}")
     for rule, res in config["resources"]["rules"].items():
         if (res.get("nodes") or 1) > 1 and rule not in MULTI_NODE_RULES:
             raise ConfigError(f"{_key(['resources', 'rules', rule, 'nodes'])}: only "

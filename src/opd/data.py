@@ -6,6 +6,7 @@ A problem set on disk is JSONL with one ``{"id", "problem", "answer"}`` object a
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .io import DataError, read_jsonl
@@ -59,8 +60,9 @@ def normalise_rows(rows, source: str, problem_key: str, answer_key: str | None, 
         answer = None
         if answer_key is not None:
             answer = column(row, answer_key, at)
-            if answer is None or isinstance(answer, (dict, list)):
-                raise DataError(f"{at}: {answer_key!r} holds no answer: {answer!r:.80}")
+            if not is_answer(answer):  # a blank gold answer would grade an empty \boxed{} correct
+                ident = f" (id {column(row, id_key, at)})" if id_key else ""
+                raise DataError(f"{at}: {answer_key!r} holds no answer{ident}: {answer!r:.80}")
             answer = str(answer)
         out.append({
             "id": str(column(row, id_key, at)) if id_key else str(i - 1),
@@ -70,6 +72,15 @@ def normalise_rows(rows, source: str, problem_key: str, answer_key: str | None, 
     if not out:
         raise DataError(f"{source}: no problems" + (f" where {where}" if where else ""))
     return out
+
+
+def is_answer(value) -> bool:
+    """A gold answer: a number or a non-blank string (not null, NaN, a list or a mapping)."""
+    if value is None or isinstance(value, (dict, list)):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return bool(str(value).strip())
 
 
 def local_problems(path: str | Path, problem_key: str, answer_key: str | None, id_key: str | None = None,

@@ -7,6 +7,8 @@ A cluster admin edits ``resources`` in the config; rules never name partitions o
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
 RDZV_PORT = 29500
@@ -22,6 +24,31 @@ def deepspeed_path(name: str) -> Path:
 def builtin_deepspeed_configs() -> str:
     """The built-in DeepSpeed config names, for error messages."""
     return ", ".join(sorted(p.stem for p in DEEPSPEED_CONFIGS.glob("*.json")))
+
+
+def slurm_extra_error(text: str) -> str | None:
+    """Why ``slurm_extra`` is not a list of sbatch options (``--flag``, ``--flag=value``,
+    ``--flag value``, ``-x value``), or None. It reaches the sbatch command line through a
+    shell, so shell text (``;``, ``|`` or ``&`` outside quotes, ``$``, a backtick, a quote
+    left open) and ``--wrap`` are refused."""
+    if re.search(r"[$`\n]", text):
+        return "not sbatch options: shell text ($, a backtick or a newline)"
+    try:
+        lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        tokens = list(lexer)
+    except ValueError as e:
+        return f"not sbatch options ({e})"
+    for i, token in enumerate(tokens):
+        if re.fullmatch(r"[;&|<>()]+", token):
+            return f"not sbatch options: the shell operator {token!r}"
+        if token.startswith("-"):
+            if token.split("=")[0] == "--wrap":
+                return "--wrap is not an option for a rule's job"
+            continue
+        if i == 0 or not tokens[i - 1].startswith("-") or "=" in tokens[i - 1]:
+            return f"not sbatch options: {token!r} is neither an option nor an option's value"
+    return None
 
 
 def slurm_resources(r: dict, training: bool) -> dict:

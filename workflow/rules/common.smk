@@ -222,7 +222,8 @@ def check_partition_limits():
             for e in _PARTITIONS["errors"]:
                 print(f"warning: on this cluster, {e}", file=sys.stderr)
     if _PARTITIONS["errors"] and executor == "slurm":
-        raise WorkflowError("the cluster cannot run this config:\n  " + "\n  ".join(_PARTITIONS["errors"]))
+        errors = "\n  ".join(_PARTITIONS["errors"])
+        raise WorkflowError(f"the cluster cannot run this config:\n  {errors}")
 
 
 def rule_launcher(rule):
@@ -246,7 +247,7 @@ def rollout_flags(rule, sft):
     entry = config["sft"][sft]
     workers, tensor_parallel = rollout_parallelism("teacher_rollouts", entry["teacher"],
                                                    entry["sampling"]["max_new_tokens"])
-    return f"--workers {workers} " + vllm_flags(rule, entry["sampling"]["max_new_tokens"], tensor_parallel)
+    return f"--workers {workers} {vllm_flags(rule, entry['sampling']['max_new_tokens'], tensor_parallel)}"
 
 
 def as_json(obj):

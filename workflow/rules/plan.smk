@@ -3,6 +3,7 @@
 # before anything is submitted, naming the setting to change.
 import yaml
 
+from opd.disk_plan import line as disk_line, run_disk, study_line  # noqa: E402
 from opd.launch import deepspeed_path  # noqa: E402
 from opd.memory_plan import GiB, PROMPT_TOKENS, entry_shape, sampling_plan, training_plan, usable_bytes  # noqa: E402
 
@@ -122,3 +123,33 @@ def memory_checked(rule_name):
         return []
 
     return check
+
+
+def training_disk(key, name):
+    """A training run's disk (opd.disk_plan), or None where its student's shape is unknown."""
+    entry = config[key][name]
+    shape = model_shape(entry["student"])
+    if shape is None:
+        return None
+    return run_disk(shape.parameters, entry["train"], zero_setup(entry["train"])[0])
+
+
+def disk_planned(rule_name):
+    """An input function (no files): a dry run prints each training job's checkpoint size
+    and disk, and once, the study's."""
+
+    def show(wc):
+        if not workflow.dryrun:
+            return []
+        key, name = ("experiments", wc.experiment) if rule_name == "opd_train" else ("sft", wc.sft)
+        if "study" not in PRINTED_PLANS:
+            PRINTED_PLANS.add("study")
+            disks = [d for k in ("experiments", "sft") for n in config[k] if (d := training_disk(k, n))]
+            if disks:
+                print(f"disk plan: {study_line(disks)}", file=sys.stderr)
+        disk = training_disk(key, name)
+        if disk is not None:
+            print(f"disk plan: {disk_line(f'{rule_name} {name}', disk)}", file=sys.stderr)
+        return []
+
+    return show

@@ -7,6 +7,7 @@ rule opd_train:
         benchmarks=lambda wc: [problem_file(b) for b in experiment_benchmarks(wc.experiment)],
         script=script_path("opd_train.py"),
         plan=memory_checked("opd_train"),
+        disk=disk_planned("opd_train"),
     output:
         model=directory("results/opd/{experiment}/model"),
         log="results/opd/{experiment}/train_log.jsonl",
@@ -90,6 +91,7 @@ rule sft:
         data="results/sft/{sft}/teacher_rollouts.jsonl",
         script=script_path("sft_train.py"),
         plan=memory_checked("sft"),
+        disk=disk_planned("sft"),
     output:
         model=directory("results/sft/{sft}/model"),
         log="results/sft/{sft}/train_log.jsonl",

@@ -22,16 +22,25 @@ import os
 import shutil
 import signal
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ..distributed import Dist
 from ..io import atomic_dir, atomic_open, read_json, write_json, write_text
 from ..models import save_model
 
 EXIT_REQUEUE = 75  # EX_TEMPFAIL: stopped on a signal after saving a checkpoint
+# settings of where checkpoints go, not of the training: changing them resumes the run
+NOT_FINGERPRINTED = ("keep_checkpoints", "keep_final_checkpoint")
+
+
+def fingerprinted(settings) -> dict:
+    """A recipe's settings as its run directory's fingerprint holds them."""
+    return {k: v for k, v in asdict(settings).items() if k not in NOT_FINGERPRINTED}
 
 
 class StopFlag:
@@ -52,7 +61,7 @@ class StopFlag:
 class RunDir:
     """Only the main rank writes; every rank loads (after the others wait for it)."""
 
-    def __init__(self, path: str | Path, fingerprint: dict, keep: int = 2, dist: Dist = Dist()):
+    def __init__(self, path: str | Path, fingerprint: dict, keep: int = 1, dist: Dist = Dist()):
         self.path = Path(path)
         self.keep = keep
         self.dist = dist
@@ -144,11 +153,18 @@ class RunDir:
         ckpt = self.latest()
         if ckpt is None:
             return 0, {}
-        weights = load_file(str(ckpt / "model.safetensors"))
-        missing, unexpected = model.load_state_dict(weights, strict=False)
         params = model.state_dict()
-        loaded = {params[k].data_ptr() for k in weights}
-        untied = [k for k in missing if params[k].data_ptr() not in loaded]
+        unexpected, loaded = [], set()
+        # a tensor at a time from the memory-mapped file: no rank holds a second copy of the
+        # weights in host memory
+        with torch.no_grad(), safe_open(str(ckpt / "model.safetensors"), framework="pt") as f:
+            for k in f.keys():
+                if k not in params:
+                    unexpected.append(k)
+                    continue
+                params[k].copy_(f.get_tensor(k))
+                loaded.add(params[k].data_ptr())
+        untied = [k for k in params if params[k].data_ptr() not in loaded]
         if unexpected or untied:
             raise RuntimeError(f"{ckpt}: checkpoint does not fit the model "
                                f"(unexpected {unexpected[:3]}, missing {untied[:3]})")
@@ -231,9 +247,12 @@ def _untie(state: dict) -> dict:
     return out
 
 
-def export(model, tokenizer, run: RunDir, out_dir: str | Path | None, log_out: str | Path) -> None:
+def export(model, tokenizer, run: RunDir, out_dir: str | Path | None, log_out: str | Path,
+           keep_final_checkpoint: bool = False) -> None:
     """The job's declared outputs: the final model (HF format; none when ``out_dir`` is None)
-    and the step log, atomically (by the main rank)."""
+    and the step log, atomically (by the main rank). Then the run's checkpoints go (weights,
+    optimizer, DeepSpeed shards: ~10x the model's size) unless asked to keep the last; the
+    run directory keeps its fingerprint, step log and starts."""
     if not run.dist.main:
         return
     if out_dir is not None:
@@ -241,3 +260,8 @@ def export(model, tokenizer, run: RunDir, out_dir: str | Path | None, log_out: s
             save_model(model, tokenizer, tmp)
     with atomic_open(log_out) as f, open(run.log_path) as src:
         shutil.copyfileobj(src, f)
+    if not keep_final_checkpoint:
+        (run.path / "latest").unlink(missing_ok=True)
+        for ckpt in run.path.glob("step_*"):
+            shutil.rmtree(ckpt, ignore_errors=True)
+        shutil.rmtree(run.shards, ignore_errors=True)

@@ -33,7 +33,7 @@ from ..models import hidden_and_head, load_model, load_tokenizer, same_tokenizer
 from ..packing import micro_batch_inputs, use_packing
 from ..rollout import SamplingParams, check_prompt_lengths, make_backend
 from ..rollout.hf import HFBackend
-from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
+from .checkpoint import RunDir, StopFlag, content_hash, fingerprinted, source_fingerprint
 from .teacher import Teacher
 from .updater import Updater, enable_checkpointing, master_dtype, peak_gpu_memory_gb, precision_context
 
@@ -68,6 +68,8 @@ class OPDSettings:
     eval_temperature: float = 0.7
     eval_top_p: float = 0.95
     checkpoint_every: int = 20
+    keep_checkpoints: int = 1
+    keep_final_checkpoint: bool = False
     seed: int = 0
 
 
@@ -164,8 +166,9 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     # constant after an optional linear warmup (the paper: constant 1e-6, no warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps)))
     run = RunDir(run_dir, {"student": source_fingerprint(student_path), "teacher": source_fingerprint(teacher_path),
-                           "settings": asdict(settings), "objective": asdict(objective),
-                           "template": template, "prompts": content_hash(prompts)}, dist=dist)
+                           "settings": fingerprinted(settings), "objective": asdict(objective),
+                           "template": template, "prompts": content_hash(prompts)}, dist=dist,
+                 keep=settings.keep_checkpoints)
     start, _ = run.load(student, updater, sched)
     run.truncate_log(start)
     run.note_start(start)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +22,7 @@ from ..device_memory import PhaseMemory
 from ..losses import chunked_nll
 from ..models import hidden_and_head, load_model, load_tokenizer
 from ..packing import micro_batch_inputs, use_packing
-from .checkpoint import RunDir, StopFlag, content_hash, source_fingerprint
+from .checkpoint import RunDir, StopFlag, content_hash, fingerprinted, source_fingerprint
 from .updater import Updater, enable_checkpointing, master_dtype, peak_gpu_memory_gb, precision_context
 
 
@@ -42,6 +42,8 @@ class SFTSettings:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     checkpoint_every: int = 50
+    keep_checkpoints: int = 1
+    keep_final_checkpoint: bool = False
     seed: int = 0
     deepspeed: str | None = None
     collective_timeout_min: float = 60
@@ -104,8 +106,8 @@ def train(model_path: str, rows: list[dict], settings: SFTSettings, run_dir: str
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     updater = Updater(model, opt, settings.grad_clip, dist, settings.deepspeed, settings.precision)
     sched = get_cosine_schedule_with_warmup(opt, math.ceil(settings.warmup_ratio * total), total)
-    run = RunDir(run_dir, {"model": source_fingerprint(model_path), "settings": asdict(settings),
-                           "examples": content_hash(pairs)}, dist=dist)
+    run = RunDir(run_dir, {"model": source_fingerprint(model_path), "settings": fingerprinted(settings),
+                           "examples": content_hash(pairs)}, dist=dist, keep=settings.keep_checkpoints)
     start, _ = run.load(model, updater, sched)
     run.truncate_log(start)
     run.note_start(start)
