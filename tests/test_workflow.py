@@ -380,3 +380,33 @@ def test_report_builds_with_tables_figures_and_analyses(study, tmp_path):
     html = report.read_text()
     for item in ("experiments.md", "sweep_k.png", "teachers.md", "rollout_auroc.md", "cont.md"):
         assert item in html, item
+
+
+def test_a_pinned_hub_model_is_read_from_its_cached_snapshot_offline(tmp_path, tiny_model_dir):
+    """A hub id pinned to a revision: the jobs load that commit's snapshot from the Hugging
+    Face cache as a local directory, with the hub offline; one not in the cache stops the DAG
+    with the command that downloads it, before any job."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hf/models--opd-test--tiny/snapshots" / sha
+    shutil.copytree(tiny_model_dir, snapshot)
+    (tmp_path / "hf/models--opd-test--tiny/refs").mkdir()
+    (tmp_path / "hf/models--opd-test--tiny/refs/main").write_text(sha)
+    config = base_only(tiny_config())
+    config["models"] = {"pinned": {"hub": "opd-test/tiny", "revision": sha}}
+    config["benchmarks"] = {"easy": config["benchmarks"]["easy"]}
+    cfg = write_config(tmp_path / "config.yaml", config)
+    env = {"HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    work = tmp_path / "work"
+    run = snakemake(work, "results/eval/pinned/easy.json", "--cores", "2", "-p", "--configfile", str(cfg),
+                    env_extra=env)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert f"--model {snapshot}" in run.stdout + run.stderr
+    assert json.loads((work / "results/eval/pinned/easy.json").read_text())["samples_per_problem"] == 2
+
+    config["models"]["pinned"]["revision"] = "f" * 40  # not in the cache
+    write_config(cfg, config)
+    run = snakemake(tmp_path / "work2", "results/eval/pinned/easy.json", "--cores", "2", "--configfile", str(cfg),
+                    env_extra=env)
+    assert run.returncode != 0
+    assert f"huggingface-cli download opd-test/tiny --revision {'f' * 40}" in run.stderr, run.stderr[-3000:]
+    assert not (tmp_path / "work2/logs").exists()  # no job ran

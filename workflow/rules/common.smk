@@ -95,7 +95,33 @@ def model_source(name):
     entry = config["models"][name]
     if "toy" in entry or "tiny" in entry:
         return f"results/models/{name}"
+    if entry.get("revision") and "hub" in entry:
+        return pinned_snapshot(name, entry)
     return entry.get("path") or entry["hub"]
+
+
+PINNED = {}
+
+
+def pinned_snapshot(name, entry):
+    """A hub model pinned to a revision is read from that commit's snapshot in the Hugging
+    Face cache (``HF_HUB_CACHE``, or ``HF_HOME``'s): every job loads exactly that commit, as
+    a local directory, without the network. The cache must hold it: a missing one stops the
+    DAG with the command that downloads it."""
+    if name not in PINNED:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            PINNED[name] = snapshot_download(entry["hub"], revision=entry["revision"], local_files_only=True)
+        except LocalEntryNotFoundError:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            raise WorkflowError(
+                f"config.models.{name}: {entry['hub']} at revision {entry['revision']} is not in the Hugging "
+                f"Face cache ({HF_HUB_CACHE}); download it where there is internet (a login node): "
+                f"huggingface-cli download {entry['hub']} --revision {entry['revision']}") from None
+    return PINNED[name]
 
 
 TOY_TOKENIZERS = {"characters": "results/toy/tokenizer", "subword": "results/toy/tokenizer_subword"}
