@@ -106,8 +106,8 @@ def main() -> None:
 def run_workers(args) -> None:
     """One process per GPU (each sees only its own), all sampling their share of the chunks;
     a failed worker fails the job, its journal kept for the rerun."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if os.environ.get("CUDA_VISIBLE_DEVICES") else \
-        [str(i) for i in range(torch.cuda.device_count())]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") or ",".join(map(str, range(torch.cuda.device_count())))
+    visible = visible.split(",")
     procs = []
     for rank in range(args.workers):
         env = dict(os.environ)

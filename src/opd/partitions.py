@@ -15,7 +15,8 @@ SINFO_FORMAT = "%P|%l|%G"  # partition (default marked *), time limit, generic r
 
 def minutes(limit: str) -> float | None:
     """A SLURM time limit (``infinite``, ``[days-]hours:minutes:seconds``, ``minutes:seconds``
-    or ``minutes``) in minutes; None for no limit."""
+    or ``minutes``) in minutes; None for no limit. (The SLURM plugin's
+    ``parse_time_to_minutes`` reads ``30:00`` as 30 hours, not sinfo's 30 minutes.)"""
     limit = limit.strip()
     if limit.lower() in ("infinite", "unlimited", "n/a"):
         return None
@@ -40,8 +41,8 @@ def gpus_per_node(gres: str, model: str | None = None) -> int:
 
 
 def parse_sinfo(text: str) -> tuple[dict[str, dict], str | None]:
-    """``{partition: {"max_minutes", "max_gpus_per_node"}}`` and the default partition, from
-    ``sinfo -h -o '%P|%l|%G'`` (one line per partition and node configuration)."""
+    """``{partition: {"max_minutes", "gres": [one GRES column per node configuration]}}`` and
+    the default partition, from ``sinfo -h -o '%P|%l|%G'``."""
     parts, default = {}, None
     for line in text.splitlines():
         if line.count("|") != 2:

@@ -134,6 +134,9 @@ def training_disk(key, name):
     return run_disk(shape.parameters, entry["train"], zero_setup(entry["train"])[0])
 
 
+TRAINING_DISKS = {}  # (section, run) -> its disk, for every training run of the study
+
+
 def disk_planned(rule_name):
     """An input function (no files): a dry run prints each training job's checkpoint size
     and disk, and once, the study's."""
@@ -141,15 +144,14 @@ def disk_planned(rule_name):
     def show(wc):
         if not workflow.dryrun:
             return []
+        if not TRAINING_DISKS:
+            TRAINING_DISKS.update({(k, n): training_disk(k, n) for k in ("experiments", "sft") for n in config[k]})
+            known = [d for d in TRAINING_DISKS.values() if d is not None]
+            if known:
+                print(f"disk plan: {study_line(known)}", file=sys.stderr)
         key, name = ("experiments", wc.experiment) if rule_name == "opd_train" else ("sft", wc.sft)
-        if "study" not in PRINTED_PLANS:
-            PRINTED_PLANS.add("study")
-            disks = [d for k in ("experiments", "sft") for n in config[k] if (d := training_disk(k, n))]
-            if disks:
-                print(f"disk plan: {study_line(disks)}", file=sys.stderr)
-        disk = training_disk(key, name)
-        if disk is not None:
-            print(f"disk plan: {disk_line(f'{rule_name} {name}', disk)}", file=sys.stderr)
+        if TRAINING_DISKS.get((key, name)) is not None:
+            print(f"disk plan: {disk_line(f'{rule_name} {name}', TRAINING_DISKS[(key, name)])}", file=sys.stderr)
         return []
 
     return show

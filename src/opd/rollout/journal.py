@@ -92,21 +92,26 @@ def sample_in_chunks(backend, prompts: list[list[int]], sampling: SamplingParams
                      chunk_size: int, rank: int = 0, world: int = 1) -> int:
     """Sample this worker's chunks (every ``world``-th, from ``rank``) not yet in the journal;
     returns how many were sampled now. Rollouts keep the prompt's index in the whole set."""
-    sampled = 0
-    for c, idx in enumerate(chunks(len(prompts), chunk_size)):
+    sampled, parts = 0, chunks(len(prompts), chunk_size)
+    for c, idx in enumerate(parts):
         if c % world != rank or c in journal.done:
             continue
         out = backend.generate([prompts[i] for i in idx], replace(sampling, seed=chunk_seed(sampling.seed, c)))
         journal.record(c, [replace(r, prompt_index=idx[r.prompt_index]) for r in out])
         sampled += 1
-        print(f"chunk {c + 1} of {len(chunks(len(prompts), chunk_size))}: {len(out)} rollouts", flush=True)
+        print(f"chunk {c + 1} of {len(parts)}: {len(out)} rollouts", flush=True)
     return sampled
 
 
 def collected(folder: str | Path, fingerprint: dict, count: int, chunk_size: int) -> list[Rollout]:
-    """Every chunk's rollouts from the workers' journals, in prompt order; an error naming
-    the chunks that are missing."""
-    done = Journal(folder, fingerprint, rank=0).done
+    """Every chunk's rollouts from the workers' journals (read, not touched), in prompt
+    order; an error naming the chunks that are missing."""
+    fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
+    done = {}
+    for path in sorted(Path(folder).glob("worker*.jsonl")):
+        found = read_journal(path, fingerprint)
+        if found is not None:
+            done.update(found[0])
     missing = [c for c in range(len(chunks(count, chunk_size))) if c not in done]
     if missing:
         raise RuntimeError(f"{folder}: chunks {missing[:5]} of the prompt set were never sampled")
