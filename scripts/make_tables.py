@@ -17,6 +17,7 @@ from opd.analysis.tables import (  # noqa: E402
     experiment_summary,
     experiments_latex,
     experiments_table,
+    hub_revisions,
     probe_table,
     summary,
     with_seeds,
@@ -51,19 +52,20 @@ def main() -> None:
     experiments = with_seeds({name: experiment_summary(name, spec, results, read_jsonl(spec["log"]))
                               for name, spec in json.loads(args.experiments).items()}, json.loads(args.seeds))
     out["experiments"] = experiments
-    write_text(args.table, base_eval_table(base))
+    for item in args.attach:
+        key, path = item.split("=", 1)
+        kind, name = key.split(".", 1)
+        out.setdefault(kind, {})[name] = read_json(path)
+    revisions = hub_revisions(out.get("hub", {}))
+    write_text(args.table, base_eval_table(base) + revisions)
     if args.experiments_table:
-        write_text(args.experiments_table, experiments_table(experiments))
+        write_text(args.experiments_table, experiments_table(experiments) + revisions)
     for item in args.section:
         name, members = item.split("=", 1)
         part = {e: experiments[e] for e in members.split(",")}
         title = f"Section {name}" if name != "none" else "Experiments without a section"
         write_text(Path(args.section_dir) / f"section_{name}.md", experiments_table(part, title))
         write_text(Path(args.section_dir) / f"section_{name}.tex", experiments_latex(part, title))
-    for item in args.attach:
-        key, path = item.split("=", 1)
-        kind, name = key.split(".", 1)
-        out.setdefault(kind, {})[name] = read_json(path)
     for probe in out.get("probes", {}).values():
         probe["outcomes"] = check_probe(probe, experiments)
     if args.probe_table:

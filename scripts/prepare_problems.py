@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write a benchmark or prompt set as JSONL ({"id", "problem", "answer"}) from a toy
-generator, a local JSONL file, or a dataset read with the `datasets` library (a hub id, or a
-local directory laid out as a hub repository), as its config entry (JSON) says; problems
+generator, a local JSONL file, or a dataset read with the `datasets` library (a hub commit's snapshot,
+or a local directory laid out as a hub repository), as its config entry (JSON) says; problems
 that appear in any --exclude file are dropped: exact matches, then (with --dedup) near
 duplicates by n-gram or embedding similarity (opd.dedup)."""
 import argparse
@@ -34,9 +34,9 @@ def main() -> None:
                             toy["max_digit"], toy["require_digit_above"])
     elif "path" in spec and Path(spec["path"]).is_file():
         rows = local_problems(spec["path"], **keys)
-    else:  # a hub id, or a local mirror of a hub repository
-        rows = dataset_problems(spec.get("hub") or spec["path"], spec["split"], revision=spec["revision"],
-                                subset=spec["subset"], **keys)
+    else:  # a hub commit's snapshot in the cache, or a local mirror of a hub repository
+        rows = dataset_problems(spec.get("snapshot") or spec["path"], spec["split"], subset=spec["subset"],
+                                name=spec.get("hub"), **keys)
     excluded = [p for path in args.exclude for p in read_problems(path)]
     kept, report = deduplicate(rows, excluded, **json.loads(args.dedup))
     write_jsonl(args.out, kept)

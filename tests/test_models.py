@@ -27,6 +27,15 @@ def test_missing_model_fails_clearly(tmp_path, monkeypatch):
         load_model(tmp_path / "nope")
 
 
+def test_a_hub_snapshot_missing_on_this_node_names_the_cache_and_the_download_target(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    snapshot = tmp_path / "models--org--m/snapshots" / ("a" * 40)
+    with pytest.raises(FileNotFoundError, match=rf"not in the hub cache this job reads .*HF_HUB_CACHE={tmp_path}.*"
+                                                r"every node sees.*snakemake .* download"):
+        load_tokenizer(snapshot)
+
+
 def test_toy_config_rejects_bad_heads(tokenizer):
     with pytest.raises(ValueError, match="not divisible"):
         toy_config(tokenizer, layers=1, hidden=30, heads=4)

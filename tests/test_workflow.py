@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 from safetensors.torch import load_file, save_file
+from opd.hub_layouts import write_mirror
 from workflow_utils import ROOT, job_counts, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e
@@ -382,31 +383,61 @@ def test_report_builds_with_tables_figures_and_analyses(study, tmp_path):
         assert item in html, item
 
 
-def test_a_pinned_hub_model_is_read_from_its_cached_snapshot_offline(tmp_path, tiny_model_dir):
-    """A hub id pinned to a revision: the jobs load that commit's snapshot from the Hugging
-    Face cache as a local directory, with the hub offline; one not in the cache stops the DAG
-    with the command that downloads it, before any job."""
+def test_a_hub_model_is_downloaded_first_then_read_offline_at_its_locked_commit(tmp_path, tiny_model_dir):
+    """The order a cluster user follows: `download` where the hub is reachable fills the cache
+    at the lock's commit (here the cache is filled beforehand and the hub is offline); the
+    study's jobs then run with the hub offline, whatever the user's environment says, read
+    that snapshot, and the tables name the commit; a snapshot gone from the cache is fetched
+    again, and where the hub cannot be reached its job fails naming the download target."""
     sha = "0123456789abcdef0123456789abcdef01234567"
     snapshot = tmp_path / "hf/models--opd-test--tiny/snapshots" / sha
     shutil.copytree(tiny_model_dir, snapshot)
-    (tmp_path / "hf/models--opd-test--tiny/refs").mkdir()
-    (tmp_path / "hf/models--opd-test--tiny/refs/main").write_text(sha)
+    data_sha = "fedcba9876543210fedcba9876543210fedcba98"
+    shutil.move(write_mirror("math-ai/aime25", tmp_path / "mirror"), tmp_path / f"hf/datasets--math-ai--aime25/snapshots/{data_sha}")
     config = base_only(tiny_config())
-    config["models"] = {"pinned": {"hub": "opd-test/tiny", "revision": sha}}
+    config["models"] = {"hubbed": {"hub": "opd-test/tiny"}}  # no revision: the lock pins `main`
+    config["benchmarks"] = {"easy": {"hub": "math-ai/aime25", "split": "test", "revision": data_sha}}
+    config["hub"] = {"cache": str(tmp_path / "hf"), "lock": str(tmp_path / "study.lock.yaml")}
+    (tmp_path / "study.lock.yaml").write_text(f"model:\n  opd-test/tiny: {{main: {sha}}}\n")
+    cfg = write_config(tmp_path / "config.yaml", config)
+    work = tmp_path / "work"
+    run = snakemake(work, "download", "--cores", "1", "--configfile", str(cfg))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    record = json.loads((work / f"results/hub/model/opd-test--tiny@{sha}.json").read_text())
+    assert record["snapshot"] == str(snapshot) and record["files"] >= 3
+    assert job_counts(run.stdout + run.stderr) == {"download": 1, "download_hub": 2}
+
+    run = snakemake(work, "results/summary.json", "--cores", "2", "--configfile", str(cfg),
+                    env_extra={"HF_HUB_OFFLINE": None})  # the user's shell: online
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "download_hub" not in job_counts(run.stdout + run.stderr)
+    assert f"model: {snapshot} (HF_HUB_OFFLINE=1)" in (work / "logs/eval_model/hubbed/easy.log").read_text()
+    assert json.loads((work / "results/summary.json").read_text())["hub"]["models.hubbed"]["commit"] == sha
+    table = (work / "results/tables/base_eval.md").read_text()
+    assert f"| models.hubbed | opd-test/tiny | {sha} |" in table
+    assert f"| benchmarks.easy | math-ai/aime25 | {data_sha} |" in table
+    assert len((work / "results/data/benchmarks/easy.jsonl").read_text().splitlines()) == 8  # the mirror's
+
+    shutil.rmtree(tmp_path / "hf")  # the cache emptied (or one the nodes do not share)
+    run = snakemake(work, "results/eval/hubbed/easy.json", "--cores", "1", "--configfile", str(cfg),
+                    "--forcerun", "eval_model")
+    assert run.returncode != 0
+    assert "is no longer in" in run.stderr and "download_hub" in job_counts(run.stdout + run.stderr)
+    log = (work / f"logs/download_hub/model/opd-test--tiny@{sha}.log").read_text()
+    assert "is not in the hub cache" in log and "download" in log.splitlines()[-1], log[-2000:]
+
+
+def test_an_unlocked_hub_model_stops_a_run_that_cannot_reach_the_hub_naming_the_key(tmp_path):
+    """No commit in the lock and the hub unreachable: the dry run warns and plans; the run
+    refuses before any job, naming the config key and the lock file."""
+    config = base_only(tiny_config())
+    config["models"] = {"hubbed": {"hub": "opd-test/tiny"}}
     config["benchmarks"] = {"easy": config["benchmarks"]["easy"]}
     cfg = write_config(tmp_path / "config.yaml", config)
-    env = {"HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
-    work = tmp_path / "work"
-    run = snakemake(work, "results/eval/pinned/easy.json", "--cores", "2", "-p", "--configfile", str(cfg),
-                    env_extra=env)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-    assert f"--model {snapshot}" in run.stdout + run.stderr
-    assert json.loads((work / "results/eval/pinned/easy.json").read_text())["samples_per_problem"] == 2
-
-    config["models"]["pinned"]["revision"] = "f" * 40  # not in the cache
-    write_config(cfg, config)
-    run = snakemake(tmp_path / "work2", "results/eval/pinned/easy.json", "--cores", "2", "--configfile", str(cfg),
-                    env_extra=env)
+    dry = snakemake(tmp_path / "work", "-n", "--configfile", str(cfg))
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "warning: these hub repositories have no commit in hub.lock.yaml" in dry.stderr
+    run = snakemake(tmp_path / "work", "--cores", "1", "--configfile", str(cfg))
     assert run.returncode != 0
-    assert f"huggingface-cli download opd-test/tiny --revision {'f' * 40}" in run.stderr, run.stderr[-3000:]
-    assert not (tmp_path / "work2/logs").exists()  # no job ran
+    assert "config.models.hubbed: model opd-test/tiny@main" in run.stderr, run.stderr[-3000:]
+    assert not (tmp_path / "work/logs").exists()  # no job ran

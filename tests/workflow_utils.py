@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def job_env() -> dict:
-    """Jobs run `python` from PATH (SLURM jobs inherit it too): this interpreter's first."""
-    env = dict(os.environ)
+    """Jobs run `python` from PATH (SLURM jobs inherit it too): this interpreter's first. The
+    hub is never asked (``HF_HUB_OFFLINE``): tests read what the workflow builds or a cache
+    they fill."""
+    env = {"HF_HUB_OFFLINE": "1", **os.environ}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -24,7 +26,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900, env_extra: dict | N
               snakefile: Path = ROOT / "Snakefile") -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
            "--directory", str(workdir), *args]
-    env = {**job_env(), **(env_extra or {})}
+    env = {k: v for k, v in {**job_env(), **(env_extra or {})}.items() if v is not None}  # None: unset
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 

@@ -89,16 +89,17 @@ def local_problems(path: str | Path, problem_key: str, answer_key: str | None, i
 
 
 def dataset_problems(source: str, split: str, problem_key: str, answer_key: str | None,
-                     id_key: str | None = None, revision: str | None = None, subset: str | None = None,
+                     id_key: str | None = None, subset: str | None = None, name: str | None = None,
                      **options) -> list[dict]:
-    """A dataset through the ``datasets`` library: a hub id, or a local directory laid out as
-    a hub repository (its data files and README configs), read by the same code path."""
+    """A dataset through the ``datasets`` library from a local directory laid out as a hub
+    repository (its data files and README configs): a hub commit's snapshot in the cache, or
+    a mirror. ``name`` (the hub id) names it in errors."""
     try:
         import datasets
     except ImportError:
         raise ImportError("hub datasets need the 'datasets' package: pip install datasets") from None
-    rows = datasets.load_dataset(source, subset, split=split, revision=revision)
-    name = f"{source}[{subset + ':' if subset else ''}{split}]"
+    rows = datasets.load_dataset(str(source), subset, split=split)
+    name = f"{name or source}[{subset + ':' if subset else ''}{split}]"
     return normalise_rows(rows, name, problem_key, answer_key, id_key, **options)
 
 

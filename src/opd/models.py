@@ -37,8 +37,23 @@ def toy_config(tokenizer: PreTrainedTokenizerBase, layers: int, hidden: int, hea
     )
 
 
+def local_source(source: str | Path) -> str:
+    """The directory a job reads a model from. Jobs run with the hub offline and read hub
+    models from the commit snapshots the download rules put in the cache, so a missing
+    directory is a cache this node cannot see, or one emptied since the download."""
+    if Path(str(source)).exists() or os.environ.get("HF_HUB_OFFLINE") != "1":
+        return str(source)
+    if "/snapshots/" in str(source):
+        raise FileNotFoundError(
+            f"model {source} is not in the hub cache this job reads (HF_HUB_OFFLINE=1, HF_HUB_CACHE="
+            f"{os.environ.get('HF_HUB_CACHE', '?')}): the cache (config hub.cache) must be a directory every node "
+            "sees; fetch it again where the hub is reachable (a login node): "
+            "snakemake [the same --configfile/--config] download")
+    raise FileNotFoundError(f"model {source!r} is not a local directory and the hub is offline (HF_HUB_OFFLINE=1)")
+
+
 def load_tokenizer(source: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(local_source(source), trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"  # generation appends on the right
@@ -47,11 +62,10 @@ def load_tokenizer(source: str | Path, trust_remote_code: bool = False) -> PreTr
 
 def load_model(source: str | Path, dtype: str = "float32", device: str = "cpu",
                trust_remote_code: bool = False):
-    """A causal LM from a hub id or a local directory, in eval mode. On a GPU its weights
+    """A causal LM from a local directory (or, online, a hub id), in eval mode. On a GPU its weights
     are loaded straight onto the device (``device_map``): no host copy of the whole model per
     rank (8 ranks of a 7B student would otherwise stage 120 GB in the node's RAM)."""
-    if not Path(str(source)).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise FileNotFoundError(f"model {source!r} is not a local directory and the hub is offline")
+    print(f"model: {local_source(source)} (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})", flush=True)
     placement = {"device_map": device} if str(device).startswith("cuda") else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(

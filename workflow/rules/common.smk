@@ -87,7 +87,8 @@ wildcard_constraints:
 
 
 def model_source(name):
-    """Where a model is loaded from: a workflow output, a local path or a hub id."""
+    """Where a model is loaded from: a workflow output, a local path, or a hub commit's
+    snapshot directory."""
     if name in config["experiments"]:
         return f"results/opd/{name}/model"
     if name in config["sft"]:
@@ -95,33 +96,9 @@ def model_source(name):
     entry = config["models"][name]
     if "toy" in entry or "tiny" in entry:
         return f"results/models/{name}"
-    if entry.get("revision") and "hub" in entry:
-        return pinned_snapshot(name, entry)
-    return entry.get("path") or entry["hub"]
-
-
-PINNED = {}
-
-
-def pinned_snapshot(name, entry):
-    """A hub model pinned to a revision is read from that commit's snapshot in the Hugging
-    Face cache (``HF_HUB_CACHE``, or ``HF_HOME``'s): every job loads exactly that commit, as
-    a local directory, without the network. The cache must hold it: a missing one stops the
-    DAG with the command that downloads it."""
-    if name not in PINNED:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
-        try:
-            PINNED[name] = snapshot_download(entry["hub"], revision=entry["revision"], local_files_only=True)
-        except LocalEntryNotFoundError:
-            from huggingface_hub.constants import HF_HUB_CACHE
-
-            raise WorkflowError(
-                f"config.models.{name}: {entry['hub']} at revision {entry['revision']} is not in the Hugging "
-                f"Face cache ({HF_HUB_CACHE}); download it where there is internet (a login node): "
-                f"huggingface-cli download {entry['hub']} --revision {entry['revision']}") from None
-    return PINNED[name]
+    if "hub" in entry:
+        return hub_snapshot("model", entry)  # the locked commit, in the cache (hub.smk)
+    return entry["path"]
 
 
 TOY_TOKENIZERS = {"characters": "results/toy/tokenizer", "subword": "results/toy/tokenizer_subword"}
@@ -147,10 +124,11 @@ def local_files(path):
 
 
 def model_files(name):
-    """A model as job inputs (none for a hub id), so a changed model reruns what uses it."""
+    """A model as job inputs (a hub model's download record), so a changed model reruns what
+    uses it."""
     entry = config["models"].get(name, {})
     if "hub" in entry:
-        return []
+        return [hub_record("model", entry)]
     if "path" in entry:
         return local_files(entry["path"])
     return [model_source(name)]
@@ -183,8 +161,13 @@ def trust_flag(name, option="--trust-remote-code"):
 
 
 def local_data(entry):
-    """A benchmark's or prompt set's local files as job inputs (none for the hub)."""
-    return local_files(entry["path"]) if "path" in entry else []
+    """A benchmark's or prompt set's local files as job inputs (a hub dataset's download
+    record, and an embedding dedup's model's)."""
+    files = local_files(entry["path"]) if "path" in entry else [hub_record("dataset", entry)] if "hub" in entry else []
+    dedup = entry.get("dedup") or {}
+    if dedup.get("method") == "embedding" and not Path(dedup["model"]).exists():
+        files.append(hub_record("model", {"hub": dedup["model"]}))
+    return files
 
 
 def problem_file(name):
@@ -207,8 +190,20 @@ def probe_template(name):
 
 
 def problem_spec(entry):
-    """The keys that decide a problem set's content (not how it is sampled or prompted)."""
-    return {k: v for k, v in entry.items() if k not in ("sampling", "prompt_template", "exclude", "dedup")}
+    """The keys that decide a problem set's content (not how it is sampled or prompted); a
+    hub dataset is read from its locked commit's snapshot."""
+    spec = {k: v for k, v in entry.items() if k not in ("sampling", "prompt_template", "exclude", "dedup")}
+    if "hub" in entry:
+        spec["snapshot"] = hub_snapshot("dataset", entry)
+    return spec
+
+
+def dedup_spec(entry):
+    """A prompt set's dedup settings; an embedding model from the hub read from its snapshot."""
+    dedup = dict(entry["dedup"])
+    if dedup.get("method") == "embedding" and not Path(dedup["model"]).exists():
+        dedup["model"] = hub_snapshot("model", {"hub": dedup["model"]})
+    return dedup
 
 
 def rule_threads(rule):

@@ -63,7 +63,7 @@ rule prepare_prompts:
     params:
         spec=lambda wc: as_json(problem_spec(config["prompt_sets"][wc.prompt_set])),
         exclude=lambda wc, input: " ".join(f"--exclude {f}" for f in input.exclude),
-        dedup=lambda wc: as_json(config["prompt_sets"][wc.prompt_set]["dedup"]),
+        dedup=lambda wc: as_json(dedup_spec(config["prompt_sets"][wc.prompt_set])),
     log:
         "logs/prepare_prompts/{prompt_set}.log",
     threads: rule_threads("prepare_prompts")

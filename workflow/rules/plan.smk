@@ -12,7 +12,11 @@ PRINTED_PLANS = set()
 
 
 def model_shape(name):
-    return entry_shape(base_entry(name), PUBLISHED_CONFIGS)
+    """A model's sizes; a hub model's from its locked commit's config.json once downloaded."""
+    entry = base_entry(name)
+    if "hub" in entry and (Path(hub_snapshot("model", entry)) / "config.json").is_file():
+        entry = {"path": hub_snapshot("model", entry)}
+    return entry_shape(entry, PUBLISHED_CONFIGS)
 
 
 def gpu_setup(rule_name):

@@ -4,6 +4,7 @@ rule tables:
         evals=[f"results/eval/{m}/{b}.json" for m, b in ALL_EVALS],
         logs=[f"results/opd/{name}/train_log.jsonl" for name in EXPERIMENTS],
         attached=list(SUMMARY_ATTACHMENTS.values()),
+        hub=lambda wc: list(hub_attachments().values()),
         script=script_path("make_tables.py"),
     output:
         table=report("results/tables/base_eval.md", caption="../report/base_eval.rst", category="Tables"),
@@ -19,6 +20,7 @@ rule tables:
         seeds=as_json(SEED_RUNS),
         sections=" ".join(f"--section {s}={','.join(names)}" for s, names in SECTIONS.items()),
         attach=" ".join(f"--attach {key}={path}" for key, path in SUMMARY_ATTACHMENTS.items()),
+        hub=lambda wc: " ".join(f"--attach hub.{key}={path}" for key, path in hub_attachments().items()),
         probe_table="--probe-table results/tables/probes.md" if config["probes"] else "",
     log:
         "logs/tables.log",
@@ -28,7 +30,7 @@ rule tables:
     shell:
         "python {input.script:q} {params.evals} {params.base} --experiments {params.experiments:q} --seeds {params.seeds:q} "
         "--table {output.table} --experiments-table {output.experiments} --summary {output.summary} "
-        "{params.sections} --section-dir results/tables {params.attach} {params.probe_table} > {log} 2>&1"
+        "{params.sections} --section-dir results/tables {params.attach} {params.hub} {params.probe_table} > {log} 2>&1"
 
 
 

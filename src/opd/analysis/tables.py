@@ -50,6 +50,15 @@ def base_eval_table(results: dict[tuple[str, str], dict]) -> str:
     return "# Base-model evaluation\n\n" + markdown_table(["model", *benchmarks], rows) + note
 
 
+def hub_revisions(records: dict[str, dict]) -> str:
+    """The commit each hub model and dataset was (``{config key: download record}``), as the
+    tables' closing lines: a table traced to the weights and data that made it."""
+    if not records:
+        return ""
+    rows = [[key, r["repo"], r["commit"]] for key, r in sorted(records.items())]
+    return "\nHub repositories, at these commits:\n\n" + markdown_table(["config", "repository", "commit"], rows)
+
+
 def summary(results: dict[tuple[str, str], dict]) -> dict:
     """Per model, per benchmark: accuracy (avg@n) and the other headline metrics."""
     out: dict = {"models": {}}
