@@ -254,7 +254,7 @@ def test_each_model_decides_its_own_remote_code(tmp_path):
     (cont,) = shell_commands(run.stdout, "teacher_continuation")
     assert "--trust-remote-code" in cont and "--teacher-trust-remote-code" not in cont
     evals = shell_commands(run.stdout, "eval_model")
-    assert all(("--trust-remote-code" in e) == ("org/teacher " not in e) for e in evals)
+    assert all(("--trust-remote-code" in e) == ("models--org--teacher/" not in e) for e in evals)
 
 
 def job_priorities(output: str) -> dict[tuple[str, str], int]:
