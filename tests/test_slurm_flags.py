@@ -107,7 +107,7 @@ def test_teacher_rollouts_run_an_engine_per_gpu_when_the_teacher_fits_one(paper_
     assert "--work-dir results/runs/rollouts/" in job["block"]  # the chunk journals, kept across reruns
 
 
-LOCAL_RULES = {"tables", "all", "sweep_point", "sweep_table", "figure", "rollout_auroc"}
+LOCAL_RULES = {"tables", "all", "sweep_point", "sweep_table", "figure", "rollout_auroc", "download_hub", "download"}
 
 
 def test_paper_dag_has_every_section_sweep_and_analysis(paper_jobs):
