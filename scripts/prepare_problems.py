@@ -39,6 +39,9 @@ def main() -> None:
                                 name=spec.get("hub"), **keys)
     excluded = [p for path in args.exclude for p in read_problems(path)]
     kept, report = deduplicate(rows, excluded, **json.loads(args.dedup))
+    if not kept:  # training on nothing would divide by zero at the first step
+        sys.exit(f"{args.name}: every one of its {len(rows)} problems is among the excluded sets "
+                 f"({', '.join(args.exclude)}); nothing is left to train or evaluate on")
     write_jsonl(args.out, kept)
     if args.report:
         write_json(args.report, report)

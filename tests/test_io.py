@@ -78,3 +78,34 @@ def test_empty_sets_and_missing_answers_are_data_errors(tmp_path):
             local_problems(path, "problem", "answer", "id")
     path.write_text('{"problem": "1+1", "answer": 0}\n')
     assert local_problems(path, "problem", "answer")[0]["answer"] == "0"  # zero is an answer
+
+
+def test_a_template_that_leaves_no_problem_is_a_data_error(tmp_path):
+    from opd.data import local_problems
+
+    path = tmp_path / "dapo.jsonl"
+    path.write_text('{"prompt": "Solve: 1+1. Answer:", "answer": "2"}\n{"prompt": "Solve:  Answer:", "answer": "3"}\n')
+    with pytest.raises(DataError, match=r"dapo\.jsonl:2: strip_template 'Solve: \{problem\} Answer:'"
+                                        r"\.\.\. leaves an empty problem"):
+        local_problems(path, "prompt", "answer", template="Solve: {problem} Answer:")
+
+
+def test_a_set_emptied_by_its_exclusions_stops_naming_the_sets_and_writes_nothing(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts/prepare_problems.py"
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": "2+2", "answer": "4"}\n')
+    test = tmp_path / "test.jsonl"
+    test.write_text('{"id": "t0", "problem": "2+2", "answer": "4"}\n{"id": "t1", "problem": "1+1", "answer": "2"}\n')
+    spec = {"path": str(train), "problem_key": "problem", "answer_key": "answer", "id_key": None,
+            "where": {}, "strip_template": None}
+    out = tmp_path / "prompts.jsonl"
+    run = subprocess.run([sys.executable, str(script), "--name", "opd_p", "--spec", json.dumps(spec),
+                          "--out", str(out), "--exclude", str(test)], capture_output=True, text=True)
+    assert run.returncode != 0
+    assert f"opd_p: every one of its 2 problems is among the excluded sets ({test})" in run.stderr
+    assert not out.exists()

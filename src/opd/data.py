@@ -42,7 +42,10 @@ def strip_template(text: str, template: str, source: str) -> str:
     head, _, tail = template.partition(PLACEHOLDER)
     if not (text.startswith(head) and text.endswith(tail) and len(text) >= len(head) + len(tail)):
         raise DataError(f"{source}: the problem is not written with strip_template {template[:60]!r}...")
-    return text[len(head):len(text) - len(tail)]
+    problem = text[len(head):len(text) - len(tail)]
+    if not problem.strip():
+        raise DataError(f"{source}: strip_template {template[:60]!r}... leaves an empty problem")
+    return problem
 
 
 def normalise_rows(rows, source: str, problem_key: str, answer_key: str | None, id_key: str | None = None,
