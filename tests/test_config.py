@@ -194,6 +194,40 @@ def test_sweep_points_become_experiments(toy, schema):
     assert cfg["experiments"]["k.sampled"]["objective"]["kind"] == "sampled"
 
 
+def test_a_sweep_value_that_is_a_mapping_changes_only_the_settings_it_names(toy, schema):
+    cfg = copy.deepcopy(toy)
+    base = cfg["experiments"]["opd_new_skill"]
+    base["objective"] = {"kind": "full", "metrics_k": 1}
+    base["train"].update(steps=100, lr=3e-4)
+    cfg["sweeps"] = {"k": {"base": "opd_new_skill", "points": {"k2": {"objective": {"k": 2}}}},
+                     "whole": {"base": "opd_new_skill", "grid": {"train": [{"steps": 50}, {"steps": 70}]}}}
+    validate_config(cfg, schema)
+    point = cfg["experiments"]["k.k2"]
+    assert point["objective"]["kind"] == "full" and point["objective"]["metrics_k"] == 1 and point["objective"]["k"] == 2
+    for steps in (50, 70):
+        train = cfg["experiments"][f"whole.steps-{steps}"]["train"]
+        assert train["steps"] == steps and train["lr"] == 3e-4  # the base's, not the schema's default
+    from opd.config import sweep_points
+    assert sweep_points("k", cfg["sweeps"]["k"]) == {"k.k2": {"objective.k": 2}}  # what the sweep table shows
+
+
+def test_a_global_seed_is_refused_since_it_would_set_nothing(toy, schema):
+    with pytest.raises(ConfigError, match=r"config.seed: a study has no global seed.*train.seed"):
+        validate_config({**toy, "seed": 5}, schema)
+
+
+@pytest.mark.parametrize("where, value", [("train.seed", 2**63), ("train.seed", -1), ("seeds", list(range(65)))])
+def test_seeds_that_would_overflow_the_samplers_or_the_dag_are_refused_naming_the_key(toy, schema, where, value):
+    cfg = copy.deepcopy(toy)
+    entry = cfg["experiments"]["opd_new_skill"]
+    if where == "seeds":
+        entry["seeds"] = value
+    else:
+        entry["train"]["seed"] = value
+    with pytest.raises(ConfigError, match=rf"config.experiments.opd_new_skill.{where}"):
+        validate_config(cfg, schema)
+
+
 def without_seeds(toy: dict) -> dict:
     cfg = copy.deepcopy(toy)
     cfg["seed_runs"] = "all"

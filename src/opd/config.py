@@ -81,6 +81,9 @@ def validate_config(config: dict, schema: dict, rule_names: tuple[str, ...] = ()
     unshared = json.loads(json.dumps(config))
     config.clear()
     config.update(unshared)
+    if "seed" in config:
+        raise ConfigError("config.seed: a study has no global seed (this key set nothing); seeds are given where "
+                          "they act: experiments' train.seed and seeds, sweeps' seeds, sampling.seed, toy recipes' seed")
     _check_schema(config, schema)
     origin = expand_sweeps(config)
     origin.update(expand_seeds(config))
@@ -192,12 +195,25 @@ def point_name(sweep: str, overrides: dict) -> str:
     return f"{sweep}." + "_".join(f"{key.rsplit('.', 1)[-1]}-{slug(v)}" for key, v in overrides.items())
 
 
+def dotted(overrides: dict, prefix: str = "") -> dict:
+    """``{objective: {k: 2}}`` as ``{objective.k: 2}``: a point changes the settings it names
+    and keeps the base's others (a mapping does not replace the whole section)."""
+    flat = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and value:
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def sweep_points(name: str, sweep: dict) -> dict[str, dict]:
-    """{point name: {dotted setting: value}}: the grid's combinations, then the named points.
-    Two points of one name (grid values that read alike, a named point called like a grid
-    point) are an error, not one point silently replacing the other."""
+    """{point name: {dotted setting: value}}: the grid's combinations, then the named points,
+    mappings spelled out as dotted settings. Two points of one name (grid values that read
+    alike, a named point called like a grid point) are an error, not one point silently
+    replacing the other."""
     grid = sweep.get("grid", {})
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
+    combos = [dotted(dict(zip(grid, values))) for values in itertools.product(*grid.values())] if grid else []
     points: dict[str, dict] = {}
     for overrides in combos:
         point = point_name(name, overrides)
@@ -206,6 +222,7 @@ def sweep_points(name: str, sweep: dict) -> dict[str, dict]:
                               f"point {point!r}")
         points[point] = overrides
     for p, overrides in sweep.get("points", {}).items():
+        overrides = dotted(overrides)
         if f"{name}.{p}" in points:
             raise ConfigError(f"{_key(['sweeps', name, 'points', p])}: the grid's point {points[f'{name}.{p}']} "
                               f"has this name too")
@@ -228,19 +245,22 @@ def expand_sweeps(config: dict) -> dict[str, str]:
         if base is None or sweep["base"] in origin:
             raise ConfigError(f"{_key(['sweeps', name, 'base'])}: no experiment named {sweep['base']!r}")
         points = sweep_points(name, sweep)
+        grid_points = set(points) - {f"{name}.{p}" for p in sweep.get("points", {})}
         if not points:
             raise ConfigError(f"{_key(['sweeps', name])}: give a grid or points")
         for point, overrides in points.items():
             entry = copy.deepcopy(base)
             entry["section"] = sweep.get("section") or base.get("section")
-            for dotted, value in overrides.items():
-                *parents, leaf = dotted.split(".")
+            for setting, value in overrides.items():
+                *parents, leaf = setting.split(".")
                 target = entry
                 for part in parents:
                     target = target.get(part) if isinstance(target, dict) else None
-                if not isinstance(target, dict) or leaf not in target:
-                    where = "grid" if dotted in sweep.get("grid", {}) else f"points.{point.split('.', 1)[1]}"
-                    raise ConfigError(f"{_key(['sweeps', name, where])}: {dotted!r} is not an experiment setting")
+                # a setting of the base; in a mapping the base leaves empty (an override such as
+                # `sampling: {}`) any key, which the schema then checks
+                if not isinstance(target, dict) or (leaf not in target and target):
+                    where = "grid" if point in grid_points else f"points.{point.split('.', 1)[1]}"
+                    raise ConfigError(f"{_key(['sweeps', name, where])}: {setting!r} is not an experiment setting")
                 target[leaf] = copy.deepcopy(value)
             if entry == {**base, "section": entry["section"]}:
                 continue  # the base experiment itself: its run serves this point (see point_experiment)
