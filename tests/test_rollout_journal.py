@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 from opd.data import toy_problems
 from opd.io import write_jsonl
@@ -43,15 +42,37 @@ def sampled(work) -> list[tuple]:
     return [(r.prompt_index, r.token_ids, r.finish_reason) for r in collected(work, fingerprint, 30, 3)]
 
 
-def run(tmp_path, teacher, prompts, name, *extra, wait=True):
+# The script itself, run so that it SIGKILLs itself as soon as its journal holds this many
+# chunks: a kill at a known point of the run, however fast the machine samples (a test that
+# polled the journal from outside saw a fast machine finish all 10 chunks before its kill).
+KILLED_AFTER = """
+import os, runpy, signal, sys
+from opd.rollout import journal
+record = journal.Journal.record
+def record_then_die(self, chunk, rollouts):
+    record(self, chunk, rollouts)
+    if len(self.done) >= int(os.environ["KILL_AFTER_CHUNKS"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+journal.Journal.record = record_then_die
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run(tmp_path, teacher, prompts, name, *extra, kill_after_chunks=None):
     cmd = [sys.executable, str(SCRIPT), "--teacher", str(teacher), "--prompts", str(prompts), "--no-chat",
            "--sampling", json.dumps({"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12, "seed": 3}),
            "--batch-size", "4", "--chunk-size", "3", "--device", "cpu", "--work-dir", str(tmp_path / name / "work"),
            "--out", str(tmp_path / name / "rollouts.jsonl"), "--report", str(tmp_path / name / "report.json"), *extra]
-    if not wait:
-        return subprocess.Popen(cmd, env=job_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    done = subprocess.run(cmd, env=job_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    env = job_env()
+    if kill_after_chunks is not None:
+        cmd = [sys.executable, "-c", KILLED_AFTER, *cmd[1:]]
+        env["KILL_AFTER_CHUNKS"] = str(kill_after_chunks)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if kill_after_chunks is not None:
+        assert done.returncode == -signal.SIGKILL, done.stdout[-2000:] + done.stderr[-3000:]
+    else:
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done
 
 
@@ -62,16 +83,12 @@ def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_run_on_one_or_two_wor
     plain = (tmp_path / "plain/rollouts.jsonl").read_text(), sampled(tmp_path / "plain/work")
     assert len(plain[1]) == 30  # (a tiny model boxes no answer: the filter keeps none of them)
 
-    proc = run(tmp_path, tiny_model_dir, prompts, "killed", wait=False)
+    run(tmp_path, tiny_model_dir, prompts, "killed", kill_after_chunks=3)
     journal = tmp_path / "killed/work/worker0.jsonl"
-    deadline = time.monotonic() + 300
-    while not (journal.exists() and len(journal.read_text().splitlines()) >= 4):  # 3 chunks done
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_before = len(journal.read_text().splitlines()) - 1
-    assert 3 <= done_before < 10 and not (tmp_path / "killed/rollouts.jsonl").exists()
+    with open(journal, "a") as f:
+        f.write('{"chunk": 3, "rollouts": [{"prompt_ind')  # as if the kill had cut a line short
+    done_before = 3
+    assert not (tmp_path / "killed/rollouts.jsonl").exists()
     rerun = run(tmp_path, tiny_model_dir, prompts, "killed")
     assert rerun.stdout.count("rollouts\n") == 10 - done_before  # only the missing chunks sampled
     assert ((tmp_path / "killed/rollouts.jsonl").read_text(), sampled(tmp_path / "killed/work")) == plain
