@@ -57,7 +57,7 @@ def main() -> None:
                       add_special_tokens=False)["input_ids"] for p in problems]
     rollouts = student_rollouts(student, tok, prompt_ids, SamplingParams(
         settings["n"], settings["temperature"], 1.0, settings["max_new_tokens"], settings["seed"]), batch_size=64)
-    mass = student_topk_mass(student, tok, prompt_ids, rollouts, MASS_KS)
+    mass = student_topk_mass(student, tok, prompt_ids, rollouts, MASS_KS, temperature=settings["temperature"])
     scores = {}
     for item in args.teacher:
         name, path = item.split("=", 1)
@@ -66,7 +66,8 @@ def main() -> None:
             scores[name] = {"error": "different tokenizer: the teacher cannot score the student's tokens"}
             continue
         teacher = load_model(path, args.dtype, args.device, teacher_trust)
-        scores[name] = teacher_scores(student, teacher, tok, prompt_ids, rollouts, settings["k"])
+        scores[name] = teacher_scores(student, teacher, tok, prompt_ids, rollouts, settings["k"],
+                                      temperature=settings["temperature"])
         del teacher
     accuracy = {}
     for item in args.accuracy:

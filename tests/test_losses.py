@@ -53,7 +53,7 @@ def brute_force(z_s, z_t, tokens, obj: Objective, lengths, max_len=None):
     for n in lengths:
         per_token = []
         for _ in range(n):
-            logp = z_s[t].log_softmax(-1)
+            logp = (z_s[t] / obj.student_temperature).log_softmax(-1)  # the rollouts' distribution
             lq = (z_t[t].double() / obj.teacher_temperature).log_softmax(-1)
             lp = logp.detach()
             y = int(tokens[t])
@@ -127,6 +127,10 @@ OBJECTIVES = [
     Objective("sampled"),
     Objective("full"),
     Objective("topk", k=4, teacher_temperature=0.5),
+    *(Objective("topk", k=4, student_temperature=t) for t in (0.6, 0.8, 1.3)),  # the rollout temperature
+    Objective("topk", k=4, topk_set="union", weights="teacher_p", student_temperature=0.8, teacher_temperature=0.7),
+    Objective("sampled", student_temperature=0.8),
+    Objective("full", student_temperature=0.8),
     *(Objective("topk", k=4, loss_agg_mode=m) for m in LOSS_AGG_MODES[1:]),
     Objective("sampled", loss_agg_mode="seq-mean-token-mean"),
     Objective("full", loss_agg_mode="seq-mean-token-sum"),
@@ -153,7 +157,8 @@ def weights_for(lengths, obj, all_lengths=LENGTHS):
 
 
 def objective_id(o):
-    return f"{o.kind}-{o.k}-{o.topk_set}-{o.weights}-{o.teacher_temperature}-m{o.metrics_k}-{o.loss_agg_mode}"
+    return (f"{o.kind}-{o.k}-{o.topk_set}-{o.weights}-{o.teacher_temperature}-s{o.student_temperature}"
+            f"-m{o.metrics_k}-{o.loss_agg_mode}")
 
 
 @pytest.mark.parametrize("obj", OBJECTIVES, ids=objective_id)
@@ -266,7 +271,8 @@ def test_large_vocabulary_matches_naive():
 
 
 @pytest.mark.parametrize("obj", [Objective("topk", k=300, topk_set="union"), Objective("topk", k=8, metrics_k=300),
-                                 Objective("sampled", metrics_k=300)])
+                                 Objective("sampled", metrics_k=300),
+                                 Objective("topk", k=300, topk_set="union", student_temperature=0.8)])
 def test_sets_above_the_sparse_limit_take_the_dense_path_and_match_naive(obj):
     """k or metrics_k above SPARSE_MAX_K: the sets as vocabulary masks, same values."""
     vocab = 600
@@ -354,6 +360,25 @@ def test_an_all_padding_step_gives_zero_loss_not_nan():
         assert all(v is None for v in metric_means(out.metric_sums).values())
 
 
+def test_the_student_is_scored_at_its_rollout_temperature():
+    """At T != 1 the loss is that of the logits over T (the released code's ``logits.div_(temperature)``),
+    not of the raw logits; its gradient with respect to the raw logits carries the 1/T."""
+    h_s, w_s, h_t, w_t, tokens = random_case()
+    z_s, z_t = h_s @ w_s.T, h_t @ w_t.T
+    for obj in (Objective("topk", k=4, metrics_k=4), Objective("sampled", metrics_k=4)):
+        tempered = Objective(**{**obj.__dict__, "student_temperature": 0.8})
+        raw = naive_opd_loss(z_s, z_t, tokens, obj, 1 / 9).loss.item()
+        z = z_s.clone().requires_grad_(True)
+        at_t = naive_opd_loss(z, z_t, tokens, tempered, 1 / 9)
+        at_t.loss.backward()
+        assert abs(at_t.loss.item() - raw) > 1e-3  # the temperature matters
+        zt = (z_s / 0.8).requires_grad_(True)  # the same loss from logits divided beforehand
+        same = naive_opd_loss(zt, z_t, tokens, obj, 1 / 9)
+        same.loss.backward()
+        assert at_t.loss.item() == pytest.approx(same.loss.item(), rel=1e-6)
+        assert torch.allclose(z.grad, zt.grad / 0.8, atol=1e-7)
+
+
 def test_invalid_objectives_are_rejected():
     with pytest.raises(ValueError, match="kind"):
         Objective(kind="forward_kl")
@@ -363,6 +388,8 @@ def test_invalid_objectives_are_rejected():
         Objective(kind="topk", k=0)
     with pytest.raises(ValueError, match="loss_agg_mode"):
         Objective(loss_agg_mode="sum")
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        Objective(student_temperature=0.0)
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 1000])

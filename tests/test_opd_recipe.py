@@ -218,3 +218,25 @@ def test_a_model_loaded_for_packing_samples_as_it_did(tiny_model_dir, tokenizer)
     a = HFBackend(plain, tokenizer, progress=False).generate(prompts, sampling)
     b = HFBackend(packed, tokenizer, progress=False).generate(prompts, sampling)
     assert [r.token_ids for r in a] == [r.token_ids for r in b]
+
+
+def test_the_recipe_scores_the_student_at_its_rollout_temperature(tmp_path, tiny_model_dir, teacher_model_dir,
+                                                                  monkeypatch):
+    """The loss of a run sampling at T scores the student's logits over T (the released code
+    divides them by the rollout temperature); the config never sets it apart."""
+    import opd.train.opd as recipe
+    from opd.data import toy_problems
+    from opd.losses import Objective
+
+    seen = []
+    loss = recipe.opd_loss
+
+    def recording(*args, **kwargs):
+        seen.append(args[5].student_temperature)
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "opd_loss", recording)
+    settings = recipe.OPDSettings(steps=1, prompts_per_step=2, n=2, temperature=0.8, max_new_tokens=6, eval_n=1)
+    recipe.train(str(tiny_model_dir), str(teacher_model_dir), toy_problems(1, 4, 1, 2, "p"), {}, settings,
+                 Objective(k=4), tmp_path / "run", template="{problem}", chat=False, grading={})
+    assert seen and set(seen) == {0.8}

@@ -18,6 +18,10 @@ v. Each position's loss is multiplied by its weight in the step's aggregate
 (:func:`position_weights`: token-mean and the released code's sequence means, computed
 over the whole optimizer step), so micro-batching and ranks do not re-weight anything.
 
+The student's log-probs are those of the distribution its rollouts were sampled from: its
+logits over ``student_temperature`` (the rollout temperature), as the released code divides
+them in every log-prob it trains on; the teacher's over ``teacher_temperature``.
+
 A token the student's logits mask out (-inf) has probability 0: it is never in S_t, and
 log-probs are floored at ``LOG_FLOOR`` so that 0 * log 0 terms stay 0, not NaN.
 
@@ -71,6 +75,7 @@ class Objective:
     dual_clip: float = 3.0
     teacher_temperature: float = 1.0
     metrics_k: int = 16
+    student_temperature: float = 1.0  # the rollouts' temperature (set by the recipe, not the config)
     loss_agg_mode: str = "token-mean"
 
     def __post_init__(self):
@@ -83,6 +88,8 @@ class Objective:
             raise ValueError("top-k objective needs k >= 1 (k = 0 is the sampled-token objective)")
         if self.metrics_k < 1:
             raise ValueError("objective metrics_k must be >= 1")
+        if not self.student_temperature > 0:
+            raise ValueError("the student's temperature must be > 0 (a greedy rollout is scored at 1)")
 
 
 def position_weights(lengths: list[int], mode: str, n_tokens: int, n_sequences: int, n_rollouts: int,
@@ -130,10 +137,10 @@ def ppo_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
     return loss, grad
 
 
-def log_probs(z_s: torch.Tensor, z_t: torch.Tensor, teacher_temperature: float):
+def log_probs(z_s: torch.Tensor, z_t: torch.Tensor, teacher_temperature: float, student_temperature: float = 1.0):
     """Floored full-vocabulary log-probs of student and teacher, and the student's support
     (the tokens its logits do not mask out)."""
-    logp = z_s.float().log_softmax(-1)
+    logp = (z_s.float() / student_temperature).log_softmax(-1)
     logq = (z_t.float() / teacher_temperature).log_softmax(-1)
     return logp.clamp_min(LOG_FLOOR), logq.clamp_min(LOG_FLOOR), logp > -torch.inf
 
@@ -243,6 +250,15 @@ def chunk_terms(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, obj:
     ``metrics_k`` up to ``SPARSE_MAX_K``) take :func:`_sparse_terms`: the PPO surrogate,
     weights and metrics on the sets' token ids instead of over the whole vocabulary.
     """
+    t = obj.student_temperature
+    if t != 1.0:  # the terms of the tempered logits z / t; d(z / t) / dz = 1 / t
+        loss, grad_z, metrics, reward = _terms(z_s.detach().float() / t, z_t, tokens, obj, weight)
+        return loss, grad_z / t, metrics, reward
+    return _terms(z_s, z_t, tokens, obj, weight)
+
+
+def _terms(z_s, z_t, tokens, obj: Objective, weight):
+    """:func:`chunk_terms` of logits already at the student's temperature."""
     if max(min(obj.k, z_s.shape[-1]), min(obj.metrics_k, z_s.shape[-1])) <= SPARSE_MAX_K:
         return _sparse_terms(z_s.detach(), z_t.detach(), tokens, obj, weight)
     logp, logq, support = log_probs(z_s.detach(), z_t.detach(), obj.teacher_temperature)
@@ -442,7 +458,8 @@ def naive_opd_loss(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, o
                    weight: torch.Tensor | float) -> OPDLoss:
     """Full-logits reference: the same objective through ordinary autograd."""
     weight = _weights(weight, z_s.shape[0], z_s.device)
-    logp, logq, support = log_probs(z_s, z_t.detach(), obj.teacher_temperature)  # autograd flows through logp
+    # autograd flows through logp
+    logp, logq, support = log_probs(z_s, z_t.detach(), obj.teacher_temperature, obj.student_temperature)
     adv = None
     if obj.kind == "full":
         per_position = (logp.exp() * (logp - logq)).sum(-1)

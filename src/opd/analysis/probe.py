@@ -36,11 +36,12 @@ def _packed(tok, prompt_ids: list[list[int]], rollouts, micro_batch_size: int, d
 
 @torch.no_grad()
 def teacher_scores(student, teacher, tok, prompt_ids: list[list[int]], rollouts, k: int,
-                   micro_batch_size: int = 16, chunk_size: int = 64) -> dict[str, float]:
-    """Means over every response position of the token-level metrics (top-k with this k)."""
+                   micro_batch_size: int = 16, chunk_size: int = 64, temperature: float = 1.0) -> dict[str, float]:
+    """Means over every response position of the token-level metrics (top-k with this k), the
+    student scored at the ``temperature`` its rollouts were sampled at."""
     s_trunk, s_head = hidden_and_head(student)
     t_trunk, t_head = hidden_and_head(teacher)
-    objective = Objective(kind="topk", k=k, metrics_k=k)
+    objective = Objective(kind="topk", k=k, metrics_k=k, student_temperature=temperature)
     n_tokens = sum(len(r.token_ids) for r in rollouts)
     sums: dict[str, float] = {}
     for ids, mask, flat, targets in _packed(tok, prompt_ids, rollouts, micro_batch_size, s_head.device):
@@ -64,8 +65,9 @@ def topk_mass(logits: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch.Tens
 
 @torch.no_grad()
 def student_topk_mass(student, tok, prompt_ids: list[list[int]], rollouts, ks: tuple[int, ...],
-                      micro_batch_size: int = 16, chunk_size: int = 256) -> dict[int, float]:
-    """The mean over every response position of the student's own top-k mass. Logits are
+                      micro_batch_size: int = 16, chunk_size: int = 256, temperature: float = 1.0) -> dict[int, float]:
+    """The mean over every response position of the student's own top-k mass (at the
+    ``temperature`` it sampled at). Logits are
     made ``chunk_size`` positions at a time: at 7K-token responses and a 152K vocabulary a
     micro-batch's would not fit."""
     trunk, head = hidden_and_head(student)
@@ -74,7 +76,7 @@ def student_topk_mass(student, tok, prompt_ids: list[list[int]], rollouts, ks: t
         h = trunk(input_ids=ids, attention_mask=mask).last_hidden_state
         h = h.reshape(-1, h.shape[-1])[flat]
         for chunk in h.split(chunk_size):
-            for k, mass in topk_mass(chunk @ head.T, ks).items():
+            for k, mass in topk_mass(chunk @ head.T / temperature, ks).items():
                 sums[k] += mass.sum().item()
         n += len(flat)
     return {k: v / max(1, n) for k, v in sums.items()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -137,6 +137,8 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     own ``*trust_remote_code`` says so."""
     stop = StopFlag()
     t_start = time.perf_counter()
+    # the loss scores the distribution the rollouts were sampled from, as the released code does
+    objective = replace(objective, student_temperature=settings.temperature)
     dist = distributed.init(settings.collective_timeout_min)
     if settings.prompts_per_step < dist.world:
         raise ValueError(f"train.prompts_per_step ({settings.prompts_per_step}) is below the {dist.world} ranks: "
