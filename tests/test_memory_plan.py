@@ -183,3 +183,28 @@ def test_vllms_overheads_come_out_of_its_share_and_grow_with_its_batch_limits():
     served = sampling_plan("e", s15, "bfloat16", backend="vllm", batch=0, max_len=32768, gpu_bytes=79 * GiB)
     assert served.parts["activations, sampler, graphs"] == pytest.approx(defaults)
     assert served.parts["KV cache"] == pytest.approx(0.9 * 79 * GiB - 2 * s15.parameters - defaults)
+
+
+def test_the_colocated_engine_holds_the_paper_validations_longer_responses():
+    """Validating at 31,744 tokens with 7,168-token rollouts: the engine's context (and so the
+    one sequence its KV cache must hold) is the prompt plus the longer of the two."""
+    from opd.memory_plan import usable_bytes
+
+    s15 = Shape.from_config(PUBLISHED["deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"])
+
+    def note(**settings):
+        return training_plan("x", s15, {**PAPER_OPD, **settings}, world=8, zero_stage=2, bucket_elems=int(2e8),
+                             teacher=s15, gpu_bytes=usable_bytes(80 * GiB)).note
+
+    assert "8192-token sequences" in note()
+    assert "32768-token sequences" in note(eval_max_new_tokens=31744)
+    assert "8192-token sequences" in note(eval_max_new_tokens=512)  # a shorter validation: the rollouts' length
+
+
+def test_validation_samples_at_its_own_length_and_the_engine_holds_the_longest():
+    from opd.train.opd import OPDSettings, longest_response, validation_tokens
+
+    assert validation_tokens(OPDSettings(max_new_tokens=7168)) == 7168
+    paper = OPDSettings(max_new_tokens=7168, eval_max_new_tokens=31744)
+    assert validation_tokens(paper) == longest_response(paper) == 31744
+    assert longest_response(OPDSettings(max_new_tokens=7168, eval_max_new_tokens=512)) == 7168

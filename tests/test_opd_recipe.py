@@ -220,23 +220,32 @@ def test_a_model_loaded_for_packing_samples_as_it_did(tiny_model_dir, tokenizer)
     assert [r.token_ids for r in a] == [r.token_ids for r in b]
 
 
-def test_the_recipe_scores_the_student_at_its_rollout_temperature(tmp_path, tiny_model_dir, teacher_model_dir,
-                                                                  monkeypatch):
+def test_the_recipe_scores_the_student_at_its_rollout_temperature_and_validates_at_its_own_length(
+        tmp_path, tiny_model_dir, teacher_model_dir, monkeypatch):
     """The loss of a run sampling at T scores the student's logits over T (the released code
-    divides them by the rollout temperature); the config never sets it apart."""
+    divides them by the rollout temperature; the config never sets it apart), and validation
+    samples up to ``eval_max_new_tokens``, not the rollouts' limit."""
     import opd.train.opd as recipe
     from opd.data import toy_problems
     from opd.losses import Objective
 
-    seen = []
-    loss = recipe.opd_loss
+    temperatures, validation_lengths = [], []
+    loss, evaluate = recipe.opd_loss, recipe.evaluate_over_ranks
 
-    def recording(*args, **kwargs):
-        seen.append(args[5].student_temperature)
+    def recording_loss(*args, **kwargs):
+        temperatures.append(args[5].student_temperature)
         return loss(*args, **kwargs)
 
-    monkeypatch.setattr(recipe, "opd_loss", recording)
-    settings = recipe.OPDSettings(steps=1, prompts_per_step=2, n=2, temperature=0.8, max_new_tokens=6, eval_n=1)
-    recipe.train(str(tiny_model_dir), str(teacher_model_dir), toy_problems(1, 4, 1, 2, "p"), {}, settings,
-                 Objective(k=4), tmp_path / "run", template="{problem}", chat=False, grading={})
-    assert seen and set(seen) == {0.8}
+    def recording_evaluation(backend, tok, problems, sampling, *args):
+        validation_lengths.append(sampling.max_new_tokens)
+        return evaluate(backend, tok, problems, sampling, *args)
+
+    monkeypatch.setattr(recipe, "opd_loss", recording_loss)
+    monkeypatch.setattr(recipe, "evaluate_over_ranks", recording_evaluation)
+    settings = recipe.OPDSettings(steps=1, prompts_per_step=2, n=2, temperature=0.8, max_new_tokens=6, eval_n=1,
+                                  eval_max_new_tokens=9)
+    recipe.train(str(tiny_model_dir), str(teacher_model_dir), toy_problems(1, 4, 1, 2, "p"),
+                 {"b": toy_problems(2, 1, 1, 2, "b")}, settings, Objective(k=4), tmp_path / "run",
+                 template="{problem}", chat=False, grading={})
+    assert temperatures and set(temperatures) == {0.8}
+    assert validation_lengths == [9, 9]  # before the first step and after the last

@@ -265,7 +265,10 @@ def training_plan(job: str, student: Shape, settings: dict, *, world: int = 1, z
             phases["sampling"] = {**kept, "vLLM": share}
             if gpu_bytes:  # vLLM's share: the student in its own dtype, its overheads, then KV cache
                 per_rank = -(-settings["prompts_per_step"] * settings["n"] // world)
-                engine = sampling_plan(job, student, student_dtype, backend="vllm", batch=0, max_len=seq,
+                # its context holds the longest response it samples: a rollout's or a validation's
+                longest = max(settings["max_new_tokens"], settings.get("eval_max_new_tokens") or 0)
+                engine = sampling_plan(job, student, student_dtype, backend="vllm", batch=0,
+                                       max_len=prompt_tokens + longest,
                                        gpu_memory_utilization=settings["vllm_gpu_memory_utilization"],
                                        gpu_bytes=gpu_bytes, runtime_bytes=0, max_num_seqs=per_rank,
                                        max_num_batched_tokens=VLLM_COLOCATED_BATCHED_TOKENS)

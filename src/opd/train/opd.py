@@ -65,6 +65,7 @@ class OPDSettings:
     collective_timeout_min: float = 60
     eval_every: int = 20
     eval_n: int = 4
+    eval_max_new_tokens: int | None = None  # None: max_new_tokens
     eval_temperature: float = 0.7
     eval_top_p: float = 0.95
     checkpoint_every: int = 20
@@ -96,6 +97,17 @@ def awake(backend, student, memory: PhaseMemory, times: dict):
         backend.sleep()
         times["time_sleep"] = times.get("time_sleep", 0.0) + time.perf_counter() - t0
         memory.mark("after_sleep")
+
+
+def validation_tokens(settings: OPDSettings) -> int:
+    """The validation responses' limit: the paper validated at 31,744 tokens, far beyond its
+    7,168-token rollouts."""
+    return settings.eval_max_new_tokens or settings.max_new_tokens
+
+
+def longest_response(settings: OPDSettings) -> int:
+    """The longest response the rollout engine must hold: a rollout's or a validation's."""
+    return max(settings.max_new_tokens, validation_tokens(settings))
 
 
 class TokenizerMismatch(ValueError):
@@ -183,12 +195,12 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
         val_per_rank = max((-(-len(b) // dist.world) * settings.eval_n for b in benchmarks.values()), default=0)
         backend = make_backend("vllm", student_path, colocated=True, seed=dist.seed(settings.seed),
                                dtype=student_dtype, gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
-                               max_model_len=settings.max_prompt_tokens + settings.max_new_tokens,
+                               max_model_len=settings.max_prompt_tokens + longest_response(settings),
                                max_num_seqs=max(per_rank, val_per_rank), trust_remote_code=trust_remote_code)
     else:
         backend = HFBackend(student, tok, batch_size=settings.rollout_batch_size, progress=False)
     eval_sampling = SamplingParams(settings.eval_n, settings.eval_temperature, settings.eval_top_p,
-                                   settings.max_new_tokens, settings.seed)
+                                   validation_tokens(settings), settings.seed)
     startup_s = time.perf_counter() - t_start
 
     def validate() -> dict:
