@@ -149,8 +149,9 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     own ``*trust_remote_code`` says so."""
     stop = StopFlag()
     t_start = time.perf_counter()
-    # the loss scores the distribution the rollouts were sampled from, as the released code does
-    objective = replace(objective, student_temperature=settings.temperature)
+    # the loss scores the distribution the rollouts were sampled from, as the released code
+    # does; greedy rollouts (temperature 0, tests only: the schema refuses it) at 1
+    objective = replace(objective, student_temperature=settings.temperature or 1.0)
     dist = distributed.init(settings.collective_timeout_min)
     if settings.prompts_per_step < dist.world:
         raise ValueError(f"train.prompts_per_step ({settings.prompts_per_step}) is below the {dist.world} ranks: "
