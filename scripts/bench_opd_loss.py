@@ -29,7 +29,8 @@ def rss_bytes() -> int:
 def measure(args) -> dict:
     import torch
 
-    from opd.losses import Objective, metric_means, naive_opd_loss, opd_loss
+    from opd.losses import naive_opd_loss, opd_loss
+    from opd.objective import Objective, metric_means
 
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)

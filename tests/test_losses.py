@@ -6,19 +6,9 @@ import math
 import pytest
 import torch
 
-from opd.losses import (
-    LOSS_AGG_MODES,
-    METRICS,
-    SPARSE_MAX_K,
-    Objective,
-    chunk_terms,
-    chunked_nll,
-    metric_means,
-    naive_opd_loss,
-    opd_loss,
-    position_weights,
-    ppo_surrogate,
-)
+from opd.losses import chunk_terms, chunked_nll, naive_opd_loss, opd_loss
+from opd.objective import LOSS_AGG_MODES, METRICS, Objective, metric_means, position_weights, ppo_surrogate
+from opd.sparse_terms import SPARSE_MAX_K
 
 
 def topk(values, k):

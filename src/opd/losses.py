@@ -38,104 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
-KINDS = ("topk", "sampled", "full")
-TOPK_SETS = ("student", "teacher", "intersection", "union", "non_overlap")
-WEIGHTS = ("student_p", "teacher_p", "none")
-LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
-# below the log of the smallest positive float32 (about -103.3): flooring changes only exact zeros
-LOG_FLOOR = -1e4
-
-# each logged metric and the count its sum is divided by (PAPER.md, "Overlap metrics")
-METRICS = {
-    "overlap_ratio": "slots",  # student top-k slots whose token is in the teacher's top-k
-    "overlap_mass_student": "positions",  # p summed over the intersection, over all positions
-    "overlap_mass_teacher": "positions",
-    "student_p_sum_intersection": "overlap_positions",  # the same, over positions with an overlap
-    "teacher_p_sum_intersection": "overlap_positions",
-    "adv_intersection": "pairs_intersection",  # mean A(t, v) over (position, token) pairs in both top-k
-    "adv_only_stu": "pairs_only_stu",  # ... in the student's top-k only
-    "adv_only_tch": "pairs_only_tch",  # ... in the teacher's top-k only
-    "entropy_student": "positions",
-    "entropy_teacher": "positions",
-    "entropy_gap": "positions",
-    "reverse_kl": "positions",
-    "sampled_reward": "positions",
-}
-COUNTS = ("positions", "slots", "overlap_positions", "pairs_intersection", "pairs_only_stu", "pairs_only_tch")
-SUMS = (*METRICS, *COUNTS)
-
-
-@dataclass(frozen=True)
-class Objective:
-    kind: str = "topk"
-    k: int = 16
-    topk_set: str = "student"
-    weights: str = "student_p"
-    clip: float = 0.2
-    dual_clip: float = 3.0
-    teacher_temperature: float = 1.0
-    metrics_k: int = 16
-    student_temperature: float = 1.0  # the rollouts' temperature (set by the recipe, not the config)
-    loss_agg_mode: str = "token-mean"
-
-    def __post_init__(self):
-        for field, value, allowed in (("kind", self.kind, KINDS), ("topk_set", self.topk_set, TOPK_SETS),
-                                      ("weights", self.weights, WEIGHTS),
-                                      ("loss_agg_mode", self.loss_agg_mode, LOSS_AGG_MODES)):
-            if value not in allowed:
-                raise ValueError(f"objective {field} {value!r} is not one of {allowed}")
-        if self.kind == "topk" and self.k < 1:
-            raise ValueError("top-k objective needs k >= 1 (k = 0 is the sampled-token objective)")
-        if self.metrics_k < 1:
-            raise ValueError("objective metrics_k must be >= 1")
-        if not self.student_temperature > 0:
-            raise ValueError("the student's temperature must be > 0 (a greedy rollout is scored at 1)")
-
-
-def position_weights(lengths: list[int], mode: str, n_tokens: int, n_sequences: int, n_rollouts: int,
-                     max_len: int) -> torch.Tensor:
-    """The weight of each response position's loss in the step's loss, position by position
-    for sequences of these ``lengths`` (one micro-batch).
-
-    ``n_tokens``, ``n_sequences`` (those with a response token) and ``n_rollouts`` are the
-    whole step's counts over all micro-batches and ranks, and ``max_len`` the padded
-    response length (the generation limit), so the weighted sum over the step is the
-    released code's aggregate of the step taken as one batch: token-mean = sum / tokens;
-    seq-mean-token-sum = mean over sequences of their sums; seq-mean-token-mean = mean over
-    sequences of their means; seq-mean-token-sum-norm = sum / (rollouts x max_len), a
-    constant divisor (verl divides each micro-batch's sum by max_len alone, which is this
-    times the micro-batch size: a learning-rate factor that changes with the batching).
-    """
-    if mode not in LOSS_AGG_MODES:
-        raise ValueError(f"loss_agg_mode {mode!r} is not one of {LOSS_AGG_MODES}")
-    per_seq = []
-    for n in lengths:
-        if mode == "token-mean":
-            w = 1.0 / n_tokens if n_tokens else 0.0
-        elif mode == "seq-mean-token-sum":
-            w = 1.0 / n_sequences if n_sequences else 0.0
-        elif mode == "seq-mean-token-mean":
-            w = 1.0 / (n_sequences * n) if n else 0.0
-        else:
-            w = 1.0 / (n_rollouts * max_len)
-        per_seq.append(torch.full((n,), w, dtype=torch.float64))
-    return torch.cat(per_seq).float() if per_seq else torch.zeros(0)
-
-
-def ppo_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip: float,
-                  dual_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dual-clip PPO loss per element and its derivative with respect to ``logp``."""
-    ratio = torch.exp(logp - old_logp)
-    clipped = ratio.clamp(1 - clip, 1 + clip)
-    pg1, pg2 = -adv * ratio, -adv * clipped
-    loss = torch.maximum(pg1, pg2)
-    use_unclipped = pg1 >= pg2
-    pg3 = -adv * dual_clip
-    dual = (adv < 0) & (pg3 < loss)
-    loss = torch.where(dual, pg3, loss)
-    grad = torch.where(use_unclipped & ~dual, -adv * ratio, torch.zeros_like(adv))
-    return loss, grad
-
+from .objective import LOG_FLOOR, SUMS, Objective, ppo_surrogate, shared_sums
+from .sparse_terms import SPARSE_MAX_K, sparse_terms
 
 def log_probs(z_s: torch.Tensor, z_t: torch.Tensor, teacher_temperature: float, student_temperature: float = 1.0):
     """Floored full-vocabulary log-probs of student and teacher, and the student's support
@@ -205,38 +109,12 @@ def metric_sums(logp: torch.Tensor, logq: torch.Tensor, tokens: torch.Tensor, ob
     h_q = -(q * logq).sum(-1)
     sampled = tokens[:, None]
     zero = torch.zeros_like(logp)
-    sums = _shared_sums(both, k, (p * both).sum(), (q * both).sum(), h_p, h_q, (p * (logp - logq)).sum(),
+    sums = shared_sums(both, k, (p * both).sum(), (q * both).sum(), h_p, h_q, (p * (logp - logq)).sum(),
                         (logq.gather(-1, sampled) - logp.gather(-1, sampled)).sum())
     for name, mask in regions.items():
         sums[f"adv_{name}"] = torch.where(mask, adv, zero).sum()
         sums[f"pairs_{name}"] = mask.sum().float()
     return sums
-
-
-def _shared_sums(both, k, mass_p, mass_q, h_p, h_q, reverse_kl, sampled_reward) -> dict[str, torch.Tensor]:
-    """The metric sums besides the advantage ones. ``both``: (C, *) which of the student's
-    top-k tokens are in the teacher's (over the vocabulary or the top-k ids); the masses
-    are each summed once for their two denominators (METRICS)."""
-    return {
-        "overlap_ratio": both.sum().float(),
-        "overlap_mass_student": mass_p,
-        "overlap_mass_teacher": mass_q,
-        "student_p_sum_intersection": mass_p,
-        "teacher_p_sum_intersection": mass_q,
-        "entropy_student": h_p.sum(),
-        "entropy_teacher": h_q.sum(),
-        "entropy_gap": (h_q - h_p).abs().sum(),
-        "reverse_kl": reverse_kl,
-        "sampled_reward": sampled_reward,
-        "positions": torch.tensor(float(both.shape[0])),
-        "slots": torch.tensor(float(both.shape[0] * k)),
-        "overlap_positions": both.any(-1).sum().float(),
-    }
-
-
-def metric_means(sums: dict[str, float]) -> dict[str, float | None]:
-    """Each metric's sum over its count; None where the count is 0 (e.g. no overlap at all)."""
-    return {m: sums[m] / sums[count] if sums[count] else None for m, count in METRICS.items()}
 
 
 def chunk_terms(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, obj: Objective,
@@ -247,7 +125,7 @@ def chunk_terms(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, obj:
     ``z_s``, ``z_t``: (C, V) logits at C response positions; ``tokens``: (C,) the student's
     sampled tokens; ``weight``: (C,) each position's weight in the step's loss.
     Everything here is detached; the gradient is returned explicitly. Small sets (k and
-    ``metrics_k`` up to ``SPARSE_MAX_K``) take :func:`_sparse_terms`: the PPO surrogate,
+    ``metrics_k`` up to ``SPARSE_MAX_K``) take :func:`opd.sparse_terms.sparse_terms`: the PPO surrogate,
     weights and metrics on the sets' token ids instead of over the whole vocabulary.
     """
     t = obj.student_temperature
@@ -260,7 +138,7 @@ def chunk_terms(z_s: torch.Tensor, z_t: torch.Tensor, tokens: torch.Tensor, obj:
 def _terms(z_s, z_t, tokens, obj: Objective, weight):
     """:func:`chunk_terms` of logits already at the student's temperature."""
     if max(min(obj.k, z_s.shape[-1]), min(obj.metrics_k, z_s.shape[-1])) <= SPARSE_MAX_K:
-        return _sparse_terms(z_s.detach(), z_t.detach(), tokens, obj, weight)
+        return sparse_terms(z_s.detach(), z_t.detach(), tokens, obj, weight)
     logp, logq, support = log_probs(z_s.detach(), z_t.detach(), obj.teacher_temperature)
     p = logp.exp()
     weight = weight.to(logp)
@@ -280,105 +158,6 @@ def _terms(z_s, z_t, tokens, obj: Objective, weight):
     metrics = metric_sums(logp, logq, tokens, obj, adv)
     reward = logq.gather(-1, tokens[:, None])[:, 0] - logp.gather(-1, tokens[:, None])[:, 0]
     return loss, grad_z, metrics, reward
-
-
-SPARSE_MAX_K = 256  # membership tests between sets cost C x m x m
-
-
-def _member(ids: torch.Tensor, of: torch.Tensor) -> torch.Tensor:
-    """(C, m): whether each of ``ids`` (C, m) is among ``of`` (C, n), row by row."""
-    return (ids[:, :, None] == of[:, None, :]).any(-1)
-
-
-def _sparse_set(top_p, top_q, tokens, obj: Objective):
-    """S_t as (C, m) token ids and which of them count (union and non-overlap list both
-    top-k sets and drop the duplicates or the shared ones)."""
-    if obj.kind == "sampled":
-        ids = tokens[:, None]
-        return ids, torch.ones_like(ids, dtype=torch.bool)
-    if obj.topk_set in ("student", "teacher", "intersection"):
-        ids = top_q if obj.topk_set == "teacher" else top_p
-        keep = _member(top_p, top_q) if obj.topk_set == "intersection" else torch.ones_like(ids, dtype=torch.bool)
-        return ids, keep
-    p_in_q, q_in_p = _member(top_p, top_q), _member(top_q, top_p)
-    keep_p = torch.ones_like(p_in_q) if obj.topk_set == "union" else ~p_in_q
-    return torch.cat([top_p, top_q], -1), torch.cat([keep_p, ~q_in_p], -1)
-
-
-def _sparse_advantage(logp, logq, ids, keep, obj: Objective):
-    """A(t, v) = w_v (log q - log p) at ``ids`` (0 where not kept), as in :func:`advantage`."""
-    lp, lq = logp.gather(-1, ids), logq.gather(-1, ids)
-    if obj.kind == "sampled":
-        w = keep.float()
-    else:
-        base = {"student_p": lp, "teacher_p": lq, "none": torch.zeros_like(lp)}[obj.weights]
-        base = torch.where(keep, base, -torch.inf)
-        if obj.topk_set != "non_overlap":
-            base = base - base.logsumexp(-1, keepdim=True)  # an empty S_t gives NaN, zeroed below
-        w = torch.where(keep, base.exp(), 0.0)
-    return torch.where(keep, w * (lq - lp), 0.0), lp
-
-
-def _advantage_at(cand, ids, keep, adv):
-    """The advantage at token ids ``cand`` (C, c): A at the matching kept id of S_t, else 0."""
-    match = (cand[:, :, None] == ids[:, None, :]) & keep[:, None, :]
-    return torch.where(match, adv[:, None, :], 0.0).sum(-1)
-
-
-def _top_ids(x: torch.Tensor, k: int) -> torch.Tensor:
-    return x.topk(min(k, x.shape[-1]), dim=-1).indices
-
-
-def _sparse_terms(z_s, z_t, tokens, obj: Objective, weight):
-    """:func:`chunk_terms` with the sets as token ids: the vocabulary-wide work is the two
-    log-softmaxes, the top-k searches, the entropies and the reverse KL."""
-    logp = z_s.float().log_softmax(-1).clamp_min_(LOG_FLOOR)
-    zt = z_t.float() if obj.teacher_temperature == 1.0 else z_t.float() / obj.teacher_temperature
-    logq = zt.log_softmax(-1).clamp_min_(LOG_FLOOR)
-    p, q = logp.exp(), logq.exp()
-    weight = weight.to(logp)
-    km = min(obj.metrics_k, logp.shape[-1])
-    top_p, top_q = _top_ids(logp, km), _top_ids(logq, km)
-    if obj.kind == "topk" and min(obj.k, logp.shape[-1]) != km:
-        train_p, train_q = _top_ids(logp, obj.k), _top_ids(logq, obj.k)
-    else:
-        train_p, train_q = top_p, top_q
-    plogp, plogq = (p * logp).sum(-1), (p * logq).sum(-1)
-    if obj.kind == "full":
-        kl = plogp - plogq
-        loss = (kl * weight).sum()
-        grad_z = p * (logp - logq - kl[:, None]) * weight[:, None]
-        # the advantage metrics: the default objective's (student top-km, student_p; no support mask)
-        ids, keep = top_p, torch.ones_like(top_p, dtype=torch.bool)
-        adv, _ = _sparse_advantage(logp, logq, ids, keep, Objective(k=km))
-    else:
-        ids, keep = _sparse_set(train_p, train_q, tokens, obj)
-        keep = keep & (z_s.gather(-1, ids) > -torch.inf)  # never a token the student masks out
-        adv, lp = _sparse_advantage(logp, logq, ids, keep, obj)
-        # one update per rollout batch: the rollout policy is the current one (ratio 1)
-        per_pair, grad_lp = ppo_surrogate(lp, lp, adv, obj.clip, obj.dual_clip)
-        loss = (torch.where(keep, per_pair, 0.0).sum(-1) * weight).sum()
-        grad_lp = torch.where(keep, grad_lp, 0.0) * weight[:, None]
-        # d log p(v) / d z_u = [u = v] - p(u)
-        grad_z = (-p * grad_lp.sum(-1, keepdim=True)).scatter_add_(-1, ids, grad_lp)
-        if obj.kind == "sampled":  # advantage metrics: the default objective's, as for full
-            ids, keep = top_p, torch.ones_like(top_p, dtype=torch.bool)
-            adv, _ = _sparse_advantage(logp, logq, ids, keep, Objective(k=km))
-            train_p, train_q = top_p, top_q
-    both = _member(top_p, top_q)
-    mass_p = torch.where(both, p.gather(-1, top_p), 0.0).sum()
-    mass_q = torch.where(both, q.gather(-1, top_p), 0.0).sum()
-    h_p, h_q = -plogp, -(q * logq).sum(-1)
-    sampled = tokens[:, None]
-    reward = logq.gather(-1, sampled)[:, 0] - logp.gather(-1, sampled)[:, 0]
-    sums = _shared_sums(both, km, mass_p, mass_q, h_p, h_q, (plogp - plogq).sum(), reward.sum())
-    p_in_q, q_in_p = _member(train_p, train_q), _member(train_q, train_p)
-    adv_p, adv_q = _advantage_at(train_p, ids, keep, adv), _advantage_at(train_q, ids, keep, adv)
-    for name, values, mask in (("intersection", adv_p, p_in_q), ("only_stu", adv_p, ~p_in_q),
-                               ("only_tch", adv_q, ~q_in_p)):
-        sums[f"adv_{name}"] = torch.where(mask, values, 0.0).sum()
-        sums[f"pairs_{name}"] = mask.sum().float()
-    return loss, grad_z, sums, reward
 
 
 class _ChunkedOPD(torch.autograd.Function):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import Objective, metric_means, opd_loss
+from ..losses import opd_loss
+from ..objective import Objective, metric_means
 from ..models import hidden_and_head
 from ..rollout import SamplingParams
 from ..rollout.hf import HFBackend

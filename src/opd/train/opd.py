@@ -28,7 +28,8 @@ from ..device_memory import PhaseMemory
 from ..distributed import Dist
 from ..evaluation import evaluate_over_ranks
 from ..grading import Grader
-from ..losses import SUMS, Objective, metric_means, opd_loss, position_weights
+from ..losses import opd_loss
+from ..objective import SUMS, Objective, metric_means, position_weights
 from ..models import hidden_and_head, load_model, load_tokenizer, same_tokenizer
 from ..packing import micro_batch_inputs, use_packing
 from ..rollout import SamplingParams, check_prompt_lengths, make_backend
