@@ -201,8 +201,8 @@ def test_reward_auroc_reads_each_seeds_own_run():
 
 def test_the_table_states_runs_figures_rule_and_verdict_per_finding():
     s = summary(works=[run(0.0, a) for a in (0.50, 0.55, 0.45)], fails=[run(0.0, 0.0)] * 3)
-    table = findings_table(judge_findings(
-        {"thinking_pattern": {"works": "works", "fails": "fails", "benchmarks": ["b"], "min_gain": 0.1}}, s))
+    table = findings_table(judge_findings(  # keys sorted, as the DAG passes them
+        {"thinking_pattern": {"benchmarks": ["b"], "fails": "fails", "min_gain": 0.1, "works": "works"}}, s))
     row = next(line for line in table.splitlines() if line.startswith("| 1 |"))
     assert row.startswith("| 1 | thinking_pattern | OPD succeeds only when student and teacher share a compatible "
                           "thinking pattern | works: works; fails: fails; on b | works gain +50.0 ± 5.0; "

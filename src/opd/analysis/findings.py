@@ -356,6 +356,8 @@ def judge(name: str, d: dict | None, summary: dict) -> dict:
     """One finding: its figures, rule and verdict on this summary, with the reason when it
     does not hold."""
     f = FINDINGS[name]
+    if d is not None:  # the roles in their order (the DAG passes the declaration with its keys sorted)
+        d = {**{k: d[k] for k in (*RUN_ROLES, "continuation") if k in d}, **d}
     out = {"paper": f.paper, "claim": f.claim, "declared": d, "figures": [], "rule": None, "verdict": NOT_RUN,
            "why": ""}
     if d is None:
