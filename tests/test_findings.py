@@ -8,7 +8,7 @@ import statistics
 import pytest
 import yaml
 
-from opd.analysis.findings import FINDINGS, judge, judge_findings
+from opd.analysis.findings import FINDINGS, judge, judge_findings, run_refs
 from opd.analysis.tables import findings_table, with_seeds
 from opd.config import ConfigError, load_schema, validate_config
 
@@ -261,3 +261,18 @@ def test_a_run_not_evaluated_on_the_findings_benchmarks_is_refused(toy, schema):
 def test_a_run_the_study_lacks_is_no_error_since_its_finding_is_reported_not_run(toy, schema):
     toy["findings"]["sampled_token"]["topk"] = ["objective.top4", "objective_k.top16"]  # ablation_topk.yaml's
     validate_config(toy, schema)
+
+
+@pytest.mark.parametrize("study, addition", [("config.yaml", None), ("config.yaml", "recipes_5_2.yaml"),
+                                             ("config.yaml", "ablation_topk.yaml"), ("paper.yaml", None),
+                                             ("rehearsal.yaml", None)])
+def test_every_run_the_shipped_configs_name_is_in_their_study(root, schema, study, addition):
+    cfg = yaml.safe_load((root / "config" / study).read_text())
+    if addition:
+        for kind, entries in yaml.safe_load((root / "config" / addition).read_text()).items():
+            cfg[kind] = {**cfg[kind], **entries} if isinstance(entries, dict) else entries
+    cfg = validate_config(json.loads(json.dumps(cfg)), schema)
+    assert cfg["findings"]
+    for name, declared in cfg["findings"].items():
+        assert [run for _, run in run_refs(declared) if run not in cfg["experiments"]] == [], name
+        assert declared.get("continuation", next(iter(cfg["continuations"]))) in cfg["continuations"], name
