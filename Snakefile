@@ -34,6 +34,7 @@ rule all:
     input:
         "results/tables/base_eval.md",
         "results/tables/experiments.md",
+        "results/tables/findings.md",
         "results/summary.json",
         [f"results/sweeps/{s}/table.md" for s in SWEEPS],
         [f"results/probes/{p}.md" for p in config["probes"]],

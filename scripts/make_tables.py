@@ -3,7 +3,8 @@
 
 --eval MODEL:BENCHMARK:PATH gives a metrics JSON of eval_model.py; --experiments is a JSON
 object {name: {student, teacher, section, benchmarks, log}} of the OPD experiments, --seeds
-{experiment: {seed: run}} of those run with several seeds."""
+{experiment: {seed: run}} of those run with several seeds, --findings the config's
+declaration of which experiments bear on each of the paper's findings."""
 import argparse
 import json
 import sys
@@ -11,12 +12,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from opd.analysis.findings import judge_findings  # noqa: E402
 from opd.analysis.verdicts import check_probe  # noqa: E402
 from opd.analysis.tables import (  # noqa: E402
     base_eval_table,
     experiment_summary,
     experiments_latex,
     experiments_table,
+    findings_table,
     hub_revisions,
     probe_table,
     summary,
@@ -39,6 +42,8 @@ def main() -> None:
                     help="a paper section's experiments: section_NAME.md and .tex in --section-dir")
     ap.add_argument("--section-dir", default="results/tables")
     ap.add_argument("--probe-table", help="output markdown: each probe's predictions beside the OPD outcomes")
+    ap.add_argument("--findings", default="{}", help="JSON: the config's findings")
+    ap.add_argument("--findings-table", help="output markdown: each of the paper's findings judged on this run")
     ap.add_argument("--attach", action="append", default=[], metavar="KIND.NAME=JSON",
                     help="another result (sweep, probe, analysis) to include in the summary")
     args = ap.parse_args()
@@ -70,6 +75,9 @@ def main() -> None:
         probe["outcomes"] = check_probe(probe, experiments)
     if args.probe_table:
         write_text(args.probe_table, probe_table(out.get("probes", {})))
+    out["findings"] = judge_findings(json.loads(args.findings), out)
+    if args.findings_table:
+        write_text(args.findings_table, findings_table(out["findings"]))
     write_json(args.summary, out)
     print(Path(args.table).read_text())
 

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 from safetensors.torch import load_file, save_file
+from opd.analysis.findings import FINDINGS
 from opd.hub_layouts import write_mirror
 from workflow_utils import ROOT, job_counts, snakemake, tiny_config, write_config
 
@@ -142,6 +143,29 @@ def test_probe_ranks_teachers_and_figures_are_drawn(study):
     assert auroc["distilled"]["rollouts"] == 2 * 2 * 2  # steps x prompts x n
     for group in ("section_none", "sweep_k"):
         assert (workdir / f"results/figures/{group}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_papers_findings_are_judged_on_the_run(study):
+    workdir, _ = study
+    summary = json.loads((workdir / "results/summary.json").read_text())
+    findings = summary["findings"]
+    assert list(findings) == list(FINDINGS)
+    assert findings["reverse"]["verdict"] == "not run" and findings["alignment"]["verdict"] == "not run"
+    assert findings["thinking_pattern"]["verdict"] == "too few seeds"  # "distilled" ran one seed
+    assert findings["thinking_pattern"]["why"].startswith("distilled: one seed")
+    # two seeds each: decided by the rule (the tiny models' figures mean nothing)
+    assert findings["sampled_token"]["verdict"] in ("holds", "fails")
+    assert findings["long_horizon"]["verdict"] in ("holds", "fails", "undecided")
+    assert findings["reward_auroc"]["verdict"] in ("holds", "fails", "undecided")
+    sampled = summary["experiments"]["k.sampled"]
+    before = sampled["benchmarks"]["easy"]["acc_before"], sampled["benchmarks"]["hard"]["acc_before"]
+    gains = [(sampled["seeds"]["benchmarks"]["easy"]["acc_after"]["per_seed"][s] - before[0]
+              + sampled["seeds"]["benchmarks"]["hard"]["acc_after"]["per_seed"][s] - before[1]) / 2 for s in ("0", "1")]
+    gain = findings["sampled_token"]["figures"][0]
+    assert (gain["run"], gain["seeds"]) == ("k.sampled", 2) and gain["mean"] == pytest.approx(sum(gains) / 2)
+    table = (workdir / "results/tables/findings.md").read_text()
+    for name, f in findings.items():
+        assert f"| {f['paper']} | {name} | " in table and f"| **{f['verdict']}**" in table
 
 
 @pytest.mark.parametrize("edit", ["grid_value", "named_point"])
@@ -379,7 +403,7 @@ def test_report_builds_with_tables_figures_and_analyses(study, tmp_path):
     run = snakemake(workdir, "--configfile", str(workdir / "config.yaml"), "--report", str(report))
     assert run.returncode == 0, run.stderr[-3000:]
     html = report.read_text()
-    for item in ("experiments.md", "sweep_k.png", "teachers.md", "rollout_auroc.md", "cont.md"):
+    for item in ("experiments.md", "findings.md", "sweep_k.png", "teachers.md", "rollout_auroc.md", "cont.md"):
         assert item in html, item
 
 

@@ -88,6 +88,11 @@ def tiny_config() -> dict:
         # each with two seeds
         "sweeps": {"k": {"base": "distilled", "grid": {"objective.k": [1, 2]}, "seeds": [0, 1],
                          "points": {"sampled": {"objective.kind": "sampled"}}}},
+        # findings judged on the run: the sweep's points have two seeds each, "distilled" one
+        "findings": {"sampled_token": {"sampled": "k.sampled", "topk": ["k.k-2"], "top1": "k.k-1"},
+                     "thinking_pattern": {"works": "k.sampled", "fails": "distilled"},
+                     "long_horizon": {"continuation": "cont"},
+                     "reward_auroc": {"runs": ["k.sampled"]}},
         "eval": {"prompt_template": "{problem}", "batch_size": 16,
                  "sampling": {"n": 2, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 24}},
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .analysis.findings import declaration_error
 from .launch import builtin_deepspeed_configs, deepspeed_path, slurm_extra_error
 from .toy.task import distinct_questions
 
@@ -95,6 +96,9 @@ def validate_config(config: dict, schema: dict, rule_names: tuple[str, ...] = ()
     _check_finite(config, [])
     _check_sources(config)
     _check_references(config, rule_names)
+    copies = {run for runs in seed_runs({**config, "seed_runs": "all"}).values() for run in list(runs.values())[1:]}
+    if why := declaration_error(config, copies):
+        raise ConfigError(why)
     _check_deepspeed(config)
     return config
 

@@ -1,5 +1,6 @@
 rule tables:
-    """The base-evaluation and experiment tables, and results/summary.json."""
+    """The base-evaluation and experiment tables, the paper's findings judged on this run,
+    and results/summary.json."""
     input:
         evals=[f"results/eval/{m}/{b}.json" for m, b in ALL_EVALS],
         logs=[f"results/opd/{name}/train_log.jsonl" for name in EXPERIMENTS],
@@ -10,6 +11,7 @@ rule tables:
         table=report("results/tables/base_eval.md", caption="../report/base_eval.rst", category="Tables"),
         experiments=report("results/tables/experiments.md", caption="../report/table.rst", category="Tables"),
         summary="results/summary.json",
+        findings=report("results/tables/findings.md", caption="../report/findings.rst", category="Tables"),
         sections=[f"results/tables/section_{s}.{ext}" for s in SECTIONS for ext in ("md", "tex")],
         probes=[report("results/tables/probes.md", caption="../report/probe_check.rst", category="Teacher probe")]
         if config["probes"] else [],
@@ -22,6 +24,7 @@ rule tables:
         attach=" ".join(f"--attach {key}={path}" for key, path in SUMMARY_ATTACHMENTS.items()),
         hub=lambda wc: " ".join(f"--attach hub.{key}={path}" for key, path in hub_attachments().items()),
         probe_table="--probe-table results/tables/probes.md" if config["probes"] else "",
+        findings=as_json(config["findings"]),
     log:
         "logs/tables.log",
     localrule: True
@@ -30,7 +33,8 @@ rule tables:
     shell:
         "python {input.script:q} {params.evals} {params.base} --experiments {params.experiments:q} --seeds {params.seeds:q} "
         "--table {output.table} --experiments-table {output.experiments} --summary {output.summary} "
-        "{params.sections} --section-dir results/tables {params.attach} {params.hub} {params.probe_table} > {log} 2>&1"
+        "{params.sections} --section-dir results/tables {params.attach} {params.hub} {params.probe_table} "
+        "--findings {params.findings:q} --findings-table {output.findings} > {log} 2>&1"
 
 
 

@@ -245,3 +245,47 @@ def probe_table(probes: dict[str, dict]) -> str:
             "of at least the probe's min_lead on a target benchmark the teacher leads), collapse (a loss as large "
             "on any benchmark) or nothing learnt. The prediction holds when a teacher predicted to transfer did and "
             "one predicted not to did not.\n")
+
+
+def figure_text(f: dict) -> str:
+    """``run label mean ± sd``: accuracies in percent (gains signed), ratios as they are; no ±
+    for a value of one seed."""
+    scale, digits, sign = (1, 3, "") if f["kind"] == "ratio" else (100, 1, "+" if f["kind"] == "gain" else "")
+    value = f"{scale * f['mean']:{sign}.{digits}f}"
+    if f["sd"] is not None:
+        value += f" ± {scale * f['sd']:.{digits}f}"
+    return f"{f['run']} {f['label']} {value}"
+
+
+def declared_text(d: dict | None) -> str:
+    """The runs a finding names, role by role, and the benchmarks its accuracies average."""
+    if d is None:
+        return "-"
+    parts = []
+    for role, value in d.items():
+        if isinstance(value, str):
+            parts.append(f"{role}: {value}")
+        elif role == "pairs":
+            parts += [f"{p['aligned']} vs {p['misaligned']}" for p in value]
+        elif role != "benchmarks" and isinstance(value, list):
+            parts.append(f"{role}: {', '.join(value)}")
+    if "benchmarks" in d:
+        parts.append(f"on {', '.join(d['benchmarks'])}" if d["benchmarks"] else "on each run's benchmarks")
+    return "; ".join(parts)
+
+
+def findings_table(findings: dict[str, dict]) -> str:
+    """Each of the paper's findings: the runs that bear on it, this run's figures, the rule,
+    and the verdict (:func:`opd.analysis.findings.judge_findings`)."""
+    rows = [[f["paper"], name, f["claim"], declared_text(f["declared"]),
+             "; ".join(figure_text(x) for x in f["figures"]) or "-", f["rule"] or "-",
+             f"**{f['verdict']}**" + (f": {f['why']}" if f["why"] else "")]
+            for name, f in findings.items()]
+    header = ["#", "finding", "the paper", "runs", "this run", "rule", "verdict"]
+    return ("# The paper's findings, judged on this run\n\n" + markdown_table(header, rows)
+            + "\nThis run: accuracies in percent, mean over the finding's benchmarks, then mean ± sample standard "
+            "deviation over the seeds run (a value without ± is one seed's, or measured once); gain = accuracy "
+            "after OPD - before. Verdicts: holds or fails by the rule; too few seeds where the rule weighs a "
+            "difference against the seeds' spread and a run has one seed; not run where the config names no runs "
+            "for the finding or they are not in this study; undecided where the run lacks a value the rule needs. "
+            "docs/findings.md gives each rule and why.\n")
