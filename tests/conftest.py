@@ -61,7 +61,7 @@ def study(tmp_path_factory):
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     """A live single-node SLURM cluster (tests/slurm_cluster.py) for the session, with the
-    profile installed under its name by the README's one-time step."""
+    profile installed under its name by docs/cluster.md's one-time step."""
     import slurm_cluster
 
     why = slurm_cluster.available()
@@ -80,8 +80,8 @@ def cluster(tmp_path_factory):
 
 
 def install_profile(config_home: Path) -> Path:
-    """The README's one-time step, run as written, into a private config directory."""
-    step = next(line for line in (ROOT / "README.md").read_text().splitlines()
+    """docs/cluster.md's one-time step, run as written, into a private config directory."""
+    step = next(line for line in (ROOT / "docs/cluster.md").read_text().splitlines()
                 if line.startswith("mkdir -p") and "profiles/slurm" in line)
     subprocess.run(["bash", "-c", step], cwd=ROOT, check=True, env={**os.environ, "XDG_CONFIG_HOME": str(config_home)})
     assert (config_home / "snakemake/slurm/config.yaml").exists()

@@ -1,5 +1,5 @@
 """The workflow through a live SLURM cluster with the command users type,
-`snakemake --profile slurm`, the profile installed by the README's one-time step.
+`snakemake --profile slurm`, the profile installed by docs/cluster.md's one-time step.
 
 The cluster (tests/slurm_cluster.py) runs here when the machine allows it (root and
 Debian's Slurm packages, which `.ci/run` installs); OPD_SLURM_TESTS=1 makes a cluster
