@@ -60,7 +60,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def run(tmp_path, teacher, prompts, name, *extra, kill_after_chunks=None):
-    cmd = [sys.executable, str(SCRIPT), "--teacher", str(teacher), "--prompts", str(prompts), "--no-chat",
+    cmd = [sys.executable, str(SCRIPT), "--teacher", str(teacher), "--prompts", str(prompts), "--chat", "bare",
            "--sampling", json.dumps({"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12, "seed": 3}),
            "--batch-size", "4", "--chunk-size", "3", "--device", "cpu", "--work-dir", str(tmp_path / name / "work"),
            "--out", str(tmp_path / name / "rollouts.jsonl"), "--report", str(tmp_path / name / "report.json"), *extra]

@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ..batching import pad_pairs
+from ..chat import DEFAULT
 from ..data import render_prompt
 from ..models import save_model, toy_config
 from ..progress import progress
@@ -50,7 +51,7 @@ def make_batch(tokenizer, recipe: ToyRecipe, rng: random.Random):
         p = sample_problem(rng, recipe.min_digits, recipe.max_digits, recipe.max_digit)
         # a single template draws nothing: models of one template are as they were
         template = templates[0] if len(templates) == 1 else rng.choice(templates)
-        prompt = render_prompt(tokenizer, p.question, template, chat=True)
+        prompt = render_prompt(tokenizer, p.question, template, DEFAULT)
         prompts.append(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         responses.append(tokenizer(solution(p, recipe.format, rng), add_special_tokens=False)["input_ids"]
                          + [tokenizer.eos_token_id])
