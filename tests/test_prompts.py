@@ -86,3 +86,19 @@ def test_a_models_chat_settings_default_to_its_template_and_accept_the_switch(sc
     config["models"]["q"] = {"tiny": {}, "enable_thinking": False}
     models = validate_config(config, schema)["models"]
     assert ChatFormat.of_entry(models["m"]) == ChatFormat() and ChatFormat.of_entry(models["q"]).mode == "non-thinking"
+
+
+def test_papers_qwen3_rows_run_in_the_modes_the_paper_names(root, schema):
+    """3.1's failing teacher is Qwen3-4B (non-thinking); 3.2's Qwen3 row distils a
+    non-thinking Qwen3-1.7B from it; the R1-Distill models keep their template's default."""
+    paper = validate_config(yaml.safe_load((root / "config/paper.yaml").read_text()), schema)
+    models, experiments = paper["models"], paper["experiments"]
+
+    def mode(name):
+        return ChatFormat.of_entry(models[name]).mode
+
+    assert mode(experiments["s3.1_nonthinking_teacher"]["teacher"]) == "non-thinking"
+    row = experiments["s3.2_qwen3_same_pipeline"]
+    assert models[row["student"]]["hub"] == "Qwen/Qwen3-1.7B" and models[row["teacher"]]["hub"] == "Qwen/Qwen3-4B"
+    assert mode(row["student"]) == mode(row["teacher"]) == "non-thinking"
+    assert mode(experiments["s3.2_rl_teacher"]["student"]) == mode(experiments["s3.2_rl_teacher"]["teacher"]) == "chat"
