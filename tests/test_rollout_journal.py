@@ -47,6 +47,7 @@ def sampled(work) -> list[tuple]:
 # polled the journal from outside saw a fast machine finish all 10 chunks before its kill).
 KILLED_AFTER = """
 import os, runpy, signal, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), os.pardir, "src"))  # the script's own
 from opd.rollout import journal
 record = journal.Journal.record
 def record_then_die(self, chunk, rollouts):
