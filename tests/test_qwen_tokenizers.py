@@ -115,3 +115,18 @@ def test_the_config_knows_which_tokenizers_have_a_thinking_switch():
 
     assert {f for f, spec in FLAVOURS.items() if "enable_thinking" in spec["chat_template"]} == set(THINKING_SWITCH)
     assert "enable_thinking" not in CHAT_TEMPLATE
+
+
+def test_a_tiny_model_trains_on_the_prompts_its_mode_renders(qwen3_tokenizer):
+    """A tiny non-thinking Qwen3 is trained on prompts with the empty think block, as every
+    job will prompt it."""
+    import random
+
+    from opd.chat import ChatFormat
+    from opd.toy.pretrain import ToyRecipe, make_batch
+
+    think = qwen3_tokenizer.convert_tokens_to_ids("<think>")
+    for chat, blocks in ((ChatFormat(), 0), (ChatFormat(enable_thinking=False), 3)):
+        ids, _, labels = make_batch(qwen3_tokenizer, ToyRecipe(batch_size=3), random.Random(0), chat)
+        prompt_tokens = ids.masked_fill(labels != -100, -1)  # the prompts' positions (and padding)
+        assert int((prompt_tokens == think).sum()) == blocks

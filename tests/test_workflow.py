@@ -263,7 +263,8 @@ def test_each_model_is_prompted_in_its_own_chat_mode(tmp_path):
     config = tiny_config()
     config["models"] = {"student": {"hub": "org/student", "enable_thinking": False},
                         "teacher": {"hub": "org/teacher", "chat_template": False},
-                        "plain": {"hub": "org/plain"}}
+                        "plain": {"hub": "org/plain"},
+                        "built": {"tiny": {}, "enable_thinking": False}}
     config.pop("sweeps", None)
     config["probes"]["teachers"]["teachers"] = ["teacher", "plain", "cold"]
     cfg = write_config(tmp_path / "config.yaml", config)
@@ -282,9 +283,12 @@ def test_each_model_is_prompted_in_its_own_chat_mode(tmp_path):
     assert "--teacher-chat cold=non-thinking " in probe and "--teacher-chat plain" not in probe
     (cont,) = shell_commands(run.stdout, "teacher_continuation")
     assert "--chat non-thinking " in cont and "--teacher-chat bare " in cont
+    (built,) = shell_commands(run.stdout, "prepare_model")  # trained on the prompts it will be given
+    assert "--chat non-thinking " in built
     evals = shell_commands(run.stdout, "eval_model")
     modes = {"models--org--student/": "--chat non-thinking ", "models--org--teacher/": "--chat bare ",
-             "models--org--plain/": None, "results/sft/cold/": "--chat non-thinking ",
+             "models--org--plain/": None, "results/models/built ": "--chat non-thinking ",
+             "results/sft/cold/": "--chat non-thinking ",
              "results/opd/distilled/": "--chat non-thinking "}
     for where, flag in modes.items():
         commands = [e for e in evals if where in e]
