@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch
 from transformers import AutoModelForCausalLM
 
+from opd.chat import DEFAULT
 from opd.data import render_prompt
 from opd.models import hidden_and_head, toy_config
 from opd.toy.task import sample_problems
@@ -70,7 +71,7 @@ class Ours:
         teacher.eval().requires_grad_(False)
         self.trunks = (*hidden_and_head(self.student), Teacher(teacher))
         self.rows = prompts(tok, args)
-        self.ids = [tok(render_prompt(tok, p["problem"], TEMPLATE, True), add_special_tokens=False)["input_ids"]
+        self.ids = [tok(render_prompt(tok, p["problem"], TEMPLATE, DEFAULT), add_special_tokens=False)["input_ids"]
                     for p in self.rows]
         self.settings = OPDSettings(steps=args.steps, prompts_per_step=args.prompts, n=1,
                                     max_new_tokens=args.max_new_tokens, micro_batch_size=args.prompts,
@@ -103,7 +104,7 @@ def run_in_turns(tok, args) -> tuple[list[float], Ours]:
     ours = Ours(tok, args)
     student, teacher = models(tok, args)
     rows = prompts(tok, args)
-    data = Dataset.from_list([{"prompt": render_prompt(tok, p["problem"], TEMPLATE, True)} for p in rows])
+    data = Dataset.from_list([{"prompt": render_prompt(tok, p["problem"], TEMPLATE, DEFAULT)} for p in rows])
     times = []
 
     class Turns(TrainerCallback):

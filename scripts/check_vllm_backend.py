@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from opd.chat import DEFAULT  # noqa: E402
 from opd.data import read_problems, render_prompt  # noqa: E402
 from opd.models import load_model, load_tokenizer  # noqa: E402
 from opd.rollout import SamplingParams, make_backend  # noqa: E402
@@ -28,7 +29,7 @@ def main() -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tok = load_tokenizer(args.model)
-    prompts = [tok(render_prompt(tok, p["problem"], args.template, True), add_special_tokens=False)["input_ids"]
+    prompts = [tok(render_prompt(tok, p["problem"], args.template, DEFAULT), add_special_tokens=False)["input_ids"]
                for p in read_problems(args.problems)]
     model = load_model(args.model, args.dtype, device)
     greedy = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=args.max_new_tokens)

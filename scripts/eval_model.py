@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
+from opd.chat import add_chat_option  # noqa: E402
 from opd.data import read_problems  # noqa: E402
 from opd.evaluation import evaluate  # noqa: E402
 from opd.grading import Grader  # noqa: E402
@@ -25,7 +26,7 @@ def main() -> None:
     ap.add_argument("--benchmark", required=True, help="benchmark JSONL")
     ap.add_argument("--sampling", required=True, help='JSON, e.g. {"n": 16, "temperature": 0.7}')
     ap.add_argument("--template", default="{problem}", help="prompt template with {problem}")
-    ap.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
+    add_chat_option(ap)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--trust-remote-code", action="store_true")
     ap.add_argument("--backend", default="hf", choices=("hf", "vllm"))
@@ -52,7 +53,7 @@ def main() -> None:
                            max_model_len=args.max_model_len)
     with Grader(**json.loads(args.grading)) as grader:
         metrics, samples = evaluate(backend, tokenizer, problems, sampling, args.template,
-                                    chat=not args.no_chat, grader=grader)
+                                    chat=args.chat, grader=grader)
     metrics.update(memory_gib=used_gib(args.device), memory_source=memory_source(args.device))  # engine still up
     backend.close()
     metrics = {"model": args.model, "benchmark": args.benchmark, **metrics}

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from opd import distributed, process  # noqa: E402
+from opd.chat import add_chat_option  # noqa: E402
 from opd.data import read_problems  # noqa: E402
 from opd.losses import Objective  # noqa: E402
 from opd.train.checkpoint import export  # noqa: E402
@@ -27,7 +28,8 @@ def main() -> None:
     ap.add_argument("--settings", default="{}", help="OPDSettings as JSON")
     ap.add_argument("--objective", default="{}", help="Objective as JSON")
     ap.add_argument("--template", default="{problem}")
-    ap.add_argument("--no-chat", action="store_true")
+    add_chat_option(ap, "--chat", "the student")
+    add_chat_option(ap, "--teacher-chat", "the teacher (its own rendering of each prompt)")
     ap.add_argument("--grading", default="{}")
     ap.add_argument("--run-dir", required=True, help="checkpoints; kept across retries")
     ap.add_argument("--out", help="final model directory (HF format); none for a canary run")
@@ -49,7 +51,7 @@ def main() -> None:
     student, tok, run = train(
         args.student, args.teacher, read_problems(args.prompts), benchmarks,
         settings, Objective(**json.loads(args.objective)), args.run_dir,
-        template=args.template, chat=not args.no_chat, grading=json.loads(args.grading),
+        template=args.template, chat=args.chat, teacher_chat=args.teacher_chat, grading=json.loads(args.grading),
         device=args.device, teacher_dtype=args.teacher_dtype,
         student_dtype=args.student_dtype, trust_remote_code=args.trust_remote_code,
         teacher_trust_remote_code=args.teacher_trust_remote_code,

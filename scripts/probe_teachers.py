@@ -15,7 +15,8 @@ import torch  # noqa: E402
 from opd.analysis.probe import student_rollouts, student_topk_mass, teacher_scores  # noqa: E402
 from opd.analysis.verdicts import rank, verdict  # noqa: E402
 from opd.analysis.tables import markdown_table, yes_no  # noqa: E402
-from opd.data import read_problems, render_prompt  # noqa: E402
+from opd.chat import DEFAULT, add_chat_option, teacher_chats  # noqa: E402
+from opd.data import prompt_token_ids, read_problems  # noqa: E402
 from opd.io import read_json, write_json, write_text  # noqa: E402
 from opd.models import load_model, load_tokenizer, same_tokenizer  # noqa: E402
 from opd.rollout import SamplingParams  # noqa: E402
@@ -34,7 +35,9 @@ def main() -> None:
     ap.add_argument("--settings", required=True,
                     help="JSON: num_prompts, n, temperature, max_new_tokens, k, seed, verdict")
     ap.add_argument("--template", default="{problem}")
-    ap.add_argument("--no-chat", action="store_true")
+    add_chat_option(ap, "--chat", "the student")
+    ap.add_argument("--teacher-chat", action="append", default=[], metavar="NAME=MODE",
+                    help="how a teacher is prompted where not at its chat template's default (repeatable)")
     ap.add_argument("--accuracy", action="append", default=[], metavar="MODEL:BENCHMARK:PATH",
                     help="base-evaluation metrics, for each teacher's accuracy lead")
     ap.add_argument("--dtype", default="float32")
@@ -48,13 +51,19 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     settings = json.loads(args.settings)
+    try:
+        chats = teacher_chats(args.teacher_chat)
+    except ValueError as e:
+        ap.error(str(e))
+    stray = sorted(set(chats) - {item.split("=", 1)[0] for item in args.teacher})
+    if stray:
+        ap.error(f"--teacher-chat names no --teacher: {', '.join(stray)}")
     student_name, student_path = args.student.split("=", 1)
     trust = args.trust_remote_code
     tok = load_tokenizer(student_path, trust)
     student = load_model(student_path, args.dtype, args.device, trust)
     problems = read_problems(args.prompts)[: settings["num_prompts"]]
-    prompt_ids = [tok(render_prompt(tok, p["problem"], args.template, not args.no_chat),
-                      add_special_tokens=False)["input_ids"] for p in problems]
+    prompt_ids = prompt_token_ids(tok, problems, args.template, args.chat)
     rollouts = student_rollouts(student, tok, prompt_ids, SamplingParams(
         settings["n"], settings["temperature"], 1.0, settings["max_new_tokens"], settings["seed"]), batch_size=64)
     mass = student_topk_mass(student, tok, prompt_ids, rollouts, MASS_KS, temperature=settings["temperature"])
@@ -62,12 +71,15 @@ def main() -> None:
     for item in args.teacher:
         name, path = item.split("=", 1)
         teacher_trust = name in args.trusted_teacher
-        if not same_tokenizer(tok, load_tokenizer(path, teacher_trust)):
+        teacher_tok = load_tokenizer(path, teacher_trust)
+        if not same_tokenizer(tok, teacher_tok):
             scores[name] = {"error": "different tokenizer: the teacher cannot score the student's tokens"}
             continue
+        own = prompt_token_ids(teacher_tok, problems, args.template, chats.get(name, DEFAULT))
         teacher = load_model(path, args.dtype, args.device, teacher_trust)
         scores[name] = teacher_scores(student, teacher, tok, prompt_ids, rollouts, settings["k"],
-                                      temperature=settings["temperature"])
+                                      temperature=settings["temperature"],
+                                      teacher_prompt_ids=None if own == prompt_ids else own)
         del teacher
     accuracy = {}
     for item in args.accuracy:

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from opd import distributed, process  # noqa: E402
+from opd.chat import add_chat_option  # noqa: E402
 from opd.data import render_prompt  # noqa: E402
 from opd.io import read_jsonl  # noqa: E402
 from opd.models import load_tokenizer  # noqa: E402
@@ -26,7 +27,7 @@ def main() -> None:
                     "max_length tokens (the canary: the job's real cost without its data)")
     ap.add_argument("--settings", default="{}", help="SFTSettings as JSON")
     ap.add_argument("--template", default="{problem}")
-    ap.add_argument("--no-chat", action="store_true")
+    add_chat_option(ap, whose="the student")
     ap.add_argument("--trust-remote-code", action="store_true")
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--out", help="final model directory; none for a canary run")
@@ -40,7 +41,7 @@ def main() -> None:
     if args.synthetic_examples:
         rows = synthetic_pairs(tok, args.synthetic_examples, settings.max_length, settings.seed)
     elif args.data:
-        rows = [{"prompt": render_prompt(tok, r["problem"], args.template, not args.no_chat),
+        rows = [{"prompt": render_prompt(tok, r["problem"], args.template, args.chat),
                  "response": r["response"]} for r in read_jsonl(args.data, required=("problem", "response"))]
     else:
         ap.error("give --data or --synthetic-examples")

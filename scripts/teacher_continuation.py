@@ -13,7 +13,8 @@ import torch  # noqa: E402
 
 from opd.analysis.continuation import continuation_study  # noqa: E402
 from opd.analysis.tables import markdown_table  # noqa: E402
-from opd.data import read_problems  # noqa: E402
+from opd.chat import add_chat_option  # noqa: E402
+from opd.data import prompt_token_ids, read_problems  # noqa: E402
 from opd.grading import Grader  # noqa: E402
 from opd.io import write_json, write_text  # noqa: E402
 from opd.models import load_model, load_tokenizer, same_tokenizer  # noqa: E402
@@ -28,7 +29,8 @@ def main() -> None:
     ap.add_argument("--settings", required=True, help="JSON: prefix_tokens, num_problems, n, temperature, top_p, "
                                                        "max_new_tokens, seed")
     ap.add_argument("--template", default="{problem}")
-    ap.add_argument("--no-chat", action="store_true")
+    add_chat_option(ap, "--chat", "the student")
+    add_chat_option(ap, "--teacher-chat", "the teacher (its own rendering of each prompt)")
     ap.add_argument("--grading", default="{}")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--trust-remote-code", action="store_true", help="the student's own remote code")
@@ -43,7 +45,8 @@ def main() -> None:
     s = json.loads(args.settings)
     (student_name, student_path), (teacher_name, teacher_path) = (x.split("=", 1) for x in (args.student, args.teacher))
     tok = load_tokenizer(student_path, args.trust_remote_code)
-    if not same_tokenizer(tok, load_tokenizer(teacher_path, args.teacher_trust_remote_code)):
+    teacher_tok = load_tokenizer(teacher_path, args.teacher_trust_remote_code)
+    if not same_tokenizer(tok, teacher_tok):
         raise SystemExit(f"{teacher_name} and {student_name} have different tokenizers: the teacher cannot "
                          "continue the student's tokens")
     backends = [make_backend("hf", load_model(p, args.dtype, args.device, trust), tok, batch_size=args.batch_size,
@@ -52,8 +55,9 @@ def main() -> None:
     problems = read_problems(args.benchmark)[: s["num_problems"]]
     sampling = SamplingParams(s["n"], s["temperature"], s["top_p"], s["max_new_tokens"], s["seed"])
     with Grader(**json.loads(args.grading)) as grader:
-        rows = continuation_study(*backends, tok, problems, args.template, not args.no_chat, s["prefix_tokens"],
-                                  sampling, grader)
+        rows = continuation_study(*backends, tok, problems, prompt_token_ids(tok, problems, args.template, args.chat),
+                                  prompt_token_ids(teacher_tok, problems, args.template, args.teacher_chat),
+                                  s["prefix_tokens"], sampling, grader)
     write_json(args.out, {"student": student_name, "teacher": teacher_name, "settings": s, "rows": rows})
 
     def pct(x):

@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
 
-from opd.data import read_problems, render_prompt  # noqa: E402
+from opd.chat import add_chat_option  # noqa: E402
+from opd.data import prompt_token_ids, read_problems  # noqa: E402
 from opd.filtering import reject_reason  # noqa: E402
 from opd.device_memory import memory_source, used_gib  # noqa: E402
 from opd.io import write_json, write_jsonl  # noqa: E402
@@ -35,7 +36,7 @@ def main() -> None:
     ap.add_argument("--sampling", default="{}", help="temperature, top_p, max_new_tokens, seed (n is 1)")
     ap.add_argument("--filter", default="{}", help="repetition thresholds as JSON")
     ap.add_argument("--template", default="{problem}")
-    ap.add_argument("--no-chat", action="store_true")
+    add_chat_option(ap, whose="the teacher")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--trust-remote-code", action="store_true")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -61,8 +62,7 @@ def main() -> None:
     problems = read_problems(args.prompts)[:args.max_prompts]
     tok = load_tokenizer(args.teacher, args.trust_remote_code)
     sampling = SamplingParams(n=1, **json.loads(args.sampling))
-    ids = [tok(render_prompt(tok, p["problem"], args.template, not args.no_chat), add_special_tokens=False)["input_ids"]
-           for p in problems]
+    ids = prompt_token_ids(tok, problems, args.template, args.chat)
     # what decides the rollouts (not how many workers shared them)
     fingerprint = {"teacher": source_fingerprint(args.teacher), "prompts": content_hash(ids),
                    "sampling": json.loads(args.sampling), "chunk_size": args.chunk_size,

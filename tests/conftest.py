@@ -25,6 +25,14 @@ def tokenizer(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen3_tokenizer():
+    """The real Qwen3 tokenizer as the project builds it offline (its released chat template)."""
+    from opd.qwen_tokenizers import build_qwen_tokenizer
+
+    return build_qwen_tokenizer("qwen3")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer):
     """A real (untrained-ish) toy model saved with save_pretrained: a few quick steps."""
     from opd.toy.pretrain import ToyRecipe, pretrain

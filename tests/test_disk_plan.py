@@ -30,6 +30,6 @@ def test_the_peak_counts_the_kept_checkpoints_one_being_written_and_the_model():
 def test_the_dry_run_prints_each_training_job_s_disk_and_the_study_s(tmp_path):
     run = snakemake(tmp_path, "--configfile", str(ROOT / "config/paper.yaml"), "-n")
     lines = [ln for ln in run.stderr.splitlines() if ln.startswith("disk plan: ")]
-    assert run.returncode == 0 and len(lines) == 1 + 31 + 1  # the study, 31 OPD runs, 1 SFT
+    assert run.returncode == 0 and len(lines) == 1 + 32 + 1  # the study, 32 OPD runs, 1 SFT
     assert "training runs:" in lines[0] and "GB after them" in lines[0]
     assert any(ln.startswith("disk plan: sft ") and "optimizer shards" in ln for ln in lines)

@@ -187,6 +187,7 @@ sys.path.insert(0, sys.argv[1])
 from opd import distributed
 from opd.evaluation import evaluate_over_ranks
 from opd.grading import Grader
+from opd.chat import ChatFormat
 from opd.io import read_jsonl
 from opd.models import load_model, load_tokenizer
 from opd.rollout import SamplingParams
@@ -196,7 +197,8 @@ tok = load_tokenizer(sys.argv[2])
 backend = HFBackend(load_model(sys.argv[2]), tok, batch_size=4, progress=False)
 with Grader() as grader:
     metrics, samples = evaluate_over_ranks(backend, tok, read_jsonl(sys.argv[3]), SamplingParams(
-        n=3, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=4), "{problem}", False, grader, dist)
+        n=3, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=4), "{problem}", ChatFormat(template=False), grader,
+        dist)
 if dist.main:
     print(json.dumps({"metrics": metrics, "samples": samples}))
 distributed.shutdown()
@@ -207,6 +209,7 @@ def test_validation_is_shared_out_over_the_ranks_and_gathered(tmp_path, root, ti
     """Two ranks each validate every other problem at their own seed; every rank gets all the
     grades: the same avg@n, samples and grades as one process validating each rank's share
     with that rank's seed."""
+    from opd.chat import ChatFormat
     from opd.data import toy_problems
     from opd.evaluation import evaluate, summarise
     from opd.grading import Grader
@@ -231,7 +234,8 @@ def test_validation_is_shared_out_over_the_ranks_and_gathered(tmp_path, root, ti
         for rank in (0, 1):
             seed = Dist(rank, 2).seed(4)
             sampling = SamplingParams(n=3, temperature=1.0, top_p=1.0, max_new_tokens=12, seed=seed)
-            alone += evaluate(backend, tok, problems[rank::2], sampling, "{problem}", False, grader)[1]
+            alone += evaluate(backend, tok, problems[rank::2], sampling, "{problem}", ChatFormat(template=False),
+                              grader)[1]
     order = {p["id"]: i for i, p in enumerate(problems)}
     alone.sort(key=lambda s: (order[s["problem_id"]], s["sample"]))
     keys = ("problem_id", "sample", "correct", "grade_status", "response_tokens", "finish_reason")

@@ -72,6 +72,13 @@ def test_token_budget_micro_batches_cover_every_sequence_once_within_the_budget(
 
 def student_gradients(student, teacher, prompts, responses, **settings):
     """The gradient one OPD step accumulates, flattened, under these training settings."""
+    loss, grad, _ = opd_step(student, teacher, prompts, responses, **settings)
+    return loss, grad
+
+
+def opd_step(student, teacher, prompts, responses, teacher_prompts=None, **settings):
+    """One OPD step's accumulation: its loss, the student's gradient (flattened) and each
+    sequence's token rewards (log q - log p of its response tokens)."""
     import torch
 
     from opd.distributed import Dist
@@ -93,9 +100,9 @@ def student_gradients(student, teacher, prompts, responses, **settings):
     packed = settings.get("pack_sequences", False)
     for model in (student, teacher):
         model.set_attn_implementation(register() if packed else "sdpa")
-    loss, _, _, _ = accumulate_gradients(prompts, responses, s, Objective(k=4), *hidden_and_head(student),
-                                         Teacher(teacher), updater, 0, counts)
-    return loss, torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None])
+    loss, _, rewards, _ = accumulate_gradients(prompts, responses, s, Objective(k=4), *hidden_and_head(student),
+                                               Teacher(teacher), updater, 0, counts, teacher_prompts)
+    return loss, torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None]), rewards
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +233,7 @@ def test_the_recipe_scores_the_student_at_its_rollout_temperature_and_validates_
     divides them by the rollout temperature; the config never sets it apart), and validation
     samples up to ``eval_max_new_tokens``, not the rollouts' limit."""
     import opd.train.opd as recipe
+    from opd.chat import ChatFormat
     from opd.data import toy_problems
     from opd.losses import Objective
 
@@ -246,6 +254,97 @@ def test_the_recipe_scores_the_student_at_its_rollout_temperature_and_validates_
                                   eval_max_new_tokens=9)
     recipe.train(str(tiny_model_dir), str(teacher_model_dir), toy_problems(1, 4, 1, 2, "p"),
                  {"b": toy_problems(2, 1, 1, 2, "b")}, settings, Objective(k=4), tmp_path / "run",
-                 template="{problem}", chat=False, grading={})
+                 template="{problem}", chat=ChatFormat(template=False),
+                 teacher_chat=ChatFormat(template=False), grading={})
     assert temperatures and set(temperatures) == {0.8}
     assert validation_lengths == [9, 9]  # before the first step and after the last
+
+
+@pytest.fixture(scope="module")
+def qwen3_pair(qwen3_tokenizer):
+    """A tiny random Qwen3 student and teacher around the real Qwen3 tokenizer (in memory)."""
+    from transformers import AutoModelForCausalLM
+
+    from opd.tiny import TinyRecipe, tiny_config
+
+    models = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        config = tiny_config(TinyRecipe(hidden=16, heads=2, kv_heads=1), qwen3_tokenizer)
+        models.append(AutoModelForCausalLM.from_config(config, attn_implementation="sdpa"))
+    return models
+
+
+def direct_log_probs(model, prompt: list[int], response: list[int]) -> torch.Tensor:
+    """log-probabilities of the response tokens from one forward pass over prompt + response."""
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1:-1]
+    return logits.log_softmax(-1).gather(-1, torch.tensor(response)[:, None])[:, 0]
+
+
+@pytest.mark.parametrize("layout", [{"micro_batch_size": 2}, {"micro_batch_size": 4, "max_tokens_per_micro_batch": 70},
+                                    {"micro_batch_size": 3, "pack_sequences": True}], ids=["padded", "budget", "packed"])
+def test_a_non_thinking_teacher_scores_the_response_after_its_own_rendering(qwen3_tokenizer, qwen3_pair, layout):
+    """A thinking student's rollouts scored by a non-thinking teacher (3.1's failing pair):
+    the teacher's log-probabilities are those of a forward pass over its own prompt (with
+    the empty think block) plus the student's response, the student's over its own, padded,
+    token-budgeted and packed alike; over the student's prompt they would differ."""
+    from opd.chat import ChatFormat
+    from opd.data import prompt_token_ids
+    from opd.train.opd import own_prompts
+
+    tok, (student, teacher) = qwen3_tokenizer, qwen3_pair
+    problems = [{"problem": q} for q in ("1+1", "What is 13+29?", "Compute 2*7.")]
+    template = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+    student_ids = prompt_token_ids(tok, problems, template, ChatFormat())
+    teacher_ids = own_prompts(student_ids, prompt_token_ids(tok, problems, template, ChatFormat(enable_thinking=False)))
+    assert teacher_ids is not None and all(len(t) == len(s) + 4 for s, t in zip(student_ids, teacher_ids))
+    assert own_prompts(student_ids, prompt_token_ids(tok, problems, template, ChatFormat(enable_thinking=True))) is None
+    texts = ["2", "The sum is 42, so \\boxed{42}.<|im_end|>", "", "<think>\n7 twice</think>\n\\boxed{14}<|im_end|>",
+             "\\boxed{2}<|im_end|>"]
+    responses = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    which = [0, 1, 1, 2, 0]  # the prompt each rollout answers
+    prompts, own = [student_ids[i] for i in which], [teacher_ids[i] for i in which]
+    try:
+        _, _, rewards = opd_step(student, teacher, prompts, responses, own, **layout)
+    finally:
+        for model in (student, teacher):
+            model.set_attn_implementation("sdpa")
+    assert [len(r) for r in rewards] == [len(r) for r in responses]
+    for r, p, t, response in zip(rewards, prompts, own, responses):
+        if not response:
+            continue
+        log_q = direct_log_probs(teacher, t, response)
+        torch.testing.assert_close(r, log_q - direct_log_probs(student, p, response), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(direct_log_probs(teacher, p, response), log_q, atol=1e-3)  # another context
+
+
+def test_the_recipe_gives_the_teacher_its_own_rendering_of_each_prompt(tmp_path, tiny_model_dir, teacher_model_dir,
+                                                                      tokenizer, monkeypatch):
+    """train(): the student samples after its chat rendering, the teacher (here prompted bare)
+    reads each rollout after its own rendering of the same prompt; the run directory
+    records both modes."""
+    import opd.train.opd as recipe
+    from opd.chat import ChatFormat
+    from opd.data import prompt_token_ids, toy_problems
+    from opd.io import read_json
+    from opd.losses import Objective
+
+    seen = []
+    accumulate = recipe.accumulate_gradients
+
+    def recording(prompts, responses, *args):
+        seen.append((prompts, args[-1]))
+        return accumulate(prompts, responses, *args)
+
+    monkeypatch.setattr(recipe, "accumulate_gradients", recording)
+    problems = toy_problems(1, 4, 1, 2, "p")
+    settings = recipe.OPDSettings(steps=1, prompts_per_step=2, n=2, max_new_tokens=6, eval_n=1)
+    recipe.train(str(tiny_model_dir), str(teacher_model_dir), problems, {}, settings, Objective(k=4), tmp_path / "run",
+                 template="{problem}", chat=ChatFormat(), teacher_chat=ChatFormat(template=False), grading={})
+    chat = prompt_token_ids(tokenizer, problems, "{problem}", ChatFormat())
+    bare = prompt_token_ids(tokenizer, problems, "{problem}", ChatFormat(template=False))
+    ((prompts, teacher_prompts),) = seen
+    assert len(prompts) == 4 and all(p in chat for p in prompts)
+    assert teacher_prompts == [bare[chat.index(p)] for p in prompts]
+    assert read_json(tmp_path / "run" / "fingerprint.json")["chat"] == {"student": "chat", "teacher": "bare"}

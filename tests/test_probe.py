@@ -27,6 +27,31 @@ def test_identical_teacher_agrees_everywhere_and_ranks_first(tiny_model_dir, tea
     assert rank(scores) == ["same", "other", "foreign"]
 
 
+def test_a_teacher_reads_the_students_rollouts_after_its_own_rendering(tiny_model_dir, tokenizer):
+    """The student samples after the bare prompts, the teacher (the same weights) reads
+    each rollout after its own chat rendering: its log-probability lead is that of a forward
+    pass over its own prompt plus the response, no longer zero."""
+    from opd.chat import ChatFormat
+    from opd.data import prompt_token_ids
+
+    model = load_model(tiny_model_dir, "float32", "cpu")
+    problems = toy_problems(6, 3, 1, 2, "q")
+    bare = prompt_token_ids(tokenizer, problems, "{problem}", ChatFormat(template=False))
+    chat = prompt_token_ids(tokenizer, problems, "{problem}", ChatFormat())
+    rollouts = student_rollouts(model, tokenizer, bare, SamplingParams(2, 1.0, 1.0, 8, 0), batch_size=8)
+    scores = teacher_scores(model, model, tokenizer, bare, rollouts, k=4, micro_batch_size=3, teacher_prompt_ids=chat)
+    leads = []
+    for r in rollouts:
+        with torch.no_grad():
+            log_p, log_q = (model(input_ids=torch.tensor([p[r.prompt_index] + r.token_ids])).logits[0].log_softmax(-1)
+                            [len(p[r.prompt_index]) - 1:-1].gather(-1, torch.tensor(r.token_ids)[:, None])[:, 0]
+                            for p in (bare, chat))
+        leads += (log_q - log_p).tolist()
+    assert scores["positions"] == len(leads) > 0
+    assert scores["sampled_reward"] == pytest.approx(sum(leads) / len(leads), abs=1e-5)
+    assert abs(scores["sampled_reward"]) > 1e-3
+
+
 def test_topk_mass_matches_sorting_each_distribution():
     logits = torch.randn(20, 50, generator=torch.Generator().manual_seed(0)) * 3
     got = topk_mass(logits, (1, 4, 16, 64))

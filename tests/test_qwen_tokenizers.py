@@ -81,3 +81,52 @@ def test_hf_backend_stops_at_the_models_own_stop_tokens(saved, tmp_path):
     build_tiny_model(TinyRecipe(), tok, tmp_path, show_progress=False)
     backend = make_backend("hf", load_model(tmp_path), tok)
     assert backend.stop_ids == {151645, 151643}
+
+
+def test_qwen3_chat_modes_render_as_the_released_template(qwen3_tokenizer):
+    """Written from the released Qwen3 template (tokenizer_config.json): a user turn is
+    ``<|im_start|>user\\n{content}<|im_end|>\\n``, the generation prompt ``<|im_start|>assistant\\n``,
+    and only ``enable_thinking is defined and enable_thinking is false`` appends the empty
+    think block; thinking (True, or unset) appends nothing: the model opens <think> itself."""
+    from opd.chat import ChatFormat
+    from opd.data import prompt_token_ids, render_prompt
+
+    template = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+    content = "What is 2+3?\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+    chat = f"<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"
+    expected = {"bare": content, "chat": chat, "thinking": chat, "non-thinking": chat + "<think>\n\n</think>\n\n"}
+    for mode, text in expected.items():
+        assert render_prompt(qwen3_tokenizer, "What is 2+3?", template, ChatFormat.parse(mode)) == text, mode
+    problem = [{"problem": "What is 2+3?"}]
+    thinking, non_thinking = (prompt_token_ids(qwen3_tokenizer, problem, template, ChatFormat.parse(m))[0]
+                              for m in ("thinking", "non-thinking"))
+    # the same prompt, then the block as the released model reads it: its special think tokens
+    assert non_thinking[:len(thinking)] == thinking
+    assert qwen3_tokenizer.convert_ids_to_tokens(non_thinking[len(thinking):]) == ["<think>", "ĊĊ", "</think>", "ĊĊ"]
+    assert non_thinking[len(thinking)] == 151667 and non_thinking[-2] == 151668
+
+
+def test_the_config_knows_which_tokenizers_have_a_thinking_switch():
+    """The config check refuses enable_thinking on a tiny model whose tokenizer's template
+    lacks the switch: it must agree with the templates themselves."""
+    from opd.chat import THINKING_SWITCH
+    from opd.qwen_tokenizers import FLAVOURS
+    from opd.toy.tokenizer import CHAT_TEMPLATE
+
+    assert {f for f, spec in FLAVOURS.items() if "enable_thinking" in spec["chat_template"]} == set(THINKING_SWITCH)
+    assert "enable_thinking" not in CHAT_TEMPLATE
+
+
+def test_a_tiny_model_trains_on_the_prompts_its_mode_renders(qwen3_tokenizer):
+    """A tiny non-thinking Qwen3 is trained on prompts with the empty think block, as every
+    job will prompt it."""
+    import random
+
+    from opd.chat import ChatFormat
+    from opd.toy.pretrain import ToyRecipe, make_batch
+
+    think = qwen3_tokenizer.convert_tokens_to_ids("<think>")
+    for chat, blocks in ((ChatFormat(), 0), (ChatFormat(enable_thinking=False), 3)):
+        ids, _, labels = make_batch(qwen3_tokenizer, ToyRecipe(batch_size=3), random.Random(0), chat)
+        prompt_tokens = ids.masked_fill(labels != -100, -1)  # the prompts' positions (and padding)
+        assert int((prompt_tokens == think).sum()) == blocks

@@ -1,5 +1,6 @@
 import torch
 
+from opd.chat import ChatFormat
 from opd.models import load_model
 from opd.rollout import SamplingParams, make_backend
 from opd.rollout.hf import response_logprobs
@@ -65,7 +66,8 @@ def test_a_prompt_longer_than_the_context_is_refused_by_name_before_any_compute(
     problems = [{"id": "ok", "problem": "1+1=", "answer": "2"},
                 {"id": "huge", "problem": "1+" * context + "1=", "answer": "1"}]
     with Grader() as grader, pytest.raises(ValueError, match=rf"problem 'huge' is \d+ tokens long.*context of {context}"):
-        evaluate(backend, tokenizer, problems, SamplingParams(n=1, max_new_tokens=4), "{problem}", False, grader)
+        evaluate(backend, tokenizer, problems, SamplingParams(n=1, max_new_tokens=4), "{problem}",
+                 ChatFormat(template=False), grader)
     with pytest.raises(ValueError, match="prompt 0 is"):
         backend.generate([[1] * context], SamplingParams(n=1, max_new_tokens=4))
 

@@ -47,6 +47,7 @@ def sampled(work) -> list[tuple]:
 # polled the journal from outside saw a fast machine finish all 10 chunks before its kill).
 KILLED_AFTER = """
 import os, runpy, signal, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), os.pardir, "src"))  # the script's own
 from opd.rollout import journal
 record = journal.Journal.record
 def record_then_die(self, chunk, rollouts):
@@ -60,7 +61,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def run(tmp_path, teacher, prompts, name, *extra, kill_after_chunks=None):
-    cmd = [sys.executable, str(SCRIPT), "--teacher", str(teacher), "--prompts", str(prompts), "--no-chat",
+    cmd = [sys.executable, str(SCRIPT), "--teacher", str(teacher), "--prompts", str(prompts), "--chat", "bare",
            "--sampling", json.dumps({"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12, "seed": 3}),
            "--batch-size", "4", "--chunk-size", "3", "--device", "cpu", "--work-dir", str(tmp_path / name / "work"),
            "--out", str(tmp_path / name / "rollouts.jsonl"), "--report", str(tmp_path / name / "report.json"), *extra]

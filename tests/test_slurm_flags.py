@@ -114,10 +114,10 @@ def test_paper_dag_has_every_section_sweep_and_analysis(paper_jobs):
     counts = {}
     for job in paper_jobs:
         counts[job["rule"]] = counts.get(job["rule"], 0) + 1
-    # 12 experiments + 19 sweep points that differ from their base (4 coincide with it)
-    assert counts["opd_train"] == 31 and counts["sweep_point"] == 23 and counts["sweep_table"] == 7
-    # base models, SFT and OPD models on 3 benchmarks: (8 + 1 + 31) x 3
-    assert counts["eval_model"] == 120 and counts["prepare_prompts"] == 3
+    # 13 experiments + 19 sweep points that differ from their base (4 coincide with it)
+    assert counts["opd_train"] == 32 and counts["sweep_point"] == 23 and counts["sweep_table"] == 7
+    # base models, SFT and OPD models on 3 benchmarks: (9 + 1 + 32) x 3
+    assert counts["eval_model"] == 126 and counts["prepare_prompts"] == 3
     assert counts["sft"] == counts["teacher_rollouts"] == counts["teacher_continuation"] == 1
     assert counts["probe_teachers"] == 2 and counts["figure"] == 14
 

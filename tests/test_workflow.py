@@ -281,6 +281,44 @@ def test_each_model_decides_its_own_remote_code(tmp_path):
     assert all(("--trust-remote-code" in e) == ("models--org--teacher/" not in e) for e in evals)
 
 
+def test_each_model_is_prompted_in_its_own_chat_mode(tmp_path):
+    """Every job that renders a prompt for a model passes that model's own chat mode (a
+    model trained from it keeps it); a teacher's goes beside its student's, never shared."""
+    config = tiny_config()
+    config["models"] = {"student": {"hub": "org/student", "enable_thinking": False},
+                        "teacher": {"hub": "org/teacher", "chat_template": False},
+                        "plain": {"hub": "org/plain"},
+                        "built": {"tiny": {}, "enable_thinking": False}}
+    config.pop("sweeps", None)
+    config["probes"]["teachers"]["teachers"] = ["teacher", "plain", "cold"]
+    cfg = write_config(tmp_path / "config.yaml", config)
+    run = snakemake(tmp_path, "--configfile", str(cfg), "-n", "-p", "all", "canary")
+    assert run.returncode == 0, run.stderr[-3000:]
+    for rule in ("opd_train", "canary_opd"):  # student: the SFT run "cold" of the non-thinking student
+        (opd,) = shell_commands(run.stdout, rule)
+        assert "--chat non-thinking " in opd and "--teacher-chat bare " in opd, opd
+    for rule in ("teacher_rollouts", "canary_rollouts"):
+        (rollouts,) = shell_commands(run.stdout, rule)
+        assert "--chat bare " in rollouts
+    (sft,) = shell_commands(run.stdout, "sft")
+    assert "--chat non-thinking " in sft
+    (probe,) = shell_commands(run.stdout, "probe_teachers")
+    assert "--chat non-thinking " in probe and "--teacher-chat teacher=bare " in probe
+    assert "--teacher-chat cold=non-thinking " in probe and "--teacher-chat plain" not in probe
+    (cont,) = shell_commands(run.stdout, "teacher_continuation")
+    assert "--chat non-thinking " in cont and "--teacher-chat bare " in cont
+    (built,) = shell_commands(run.stdout, "prepare_model")  # trained on the prompts it will be given
+    assert "--chat non-thinking " in built
+    evals = shell_commands(run.stdout, "eval_model")
+    modes = {"models--org--student/": "--chat non-thinking ", "models--org--teacher/": "--chat bare ",
+             "models--org--plain/": None, "results/models/built ": "--chat non-thinking ",
+             "results/sft/cold/": "--chat non-thinking ",
+             "results/opd/distilled/": "--chat non-thinking "}
+    for where, flag in modes.items():
+        commands = [e for e in evals if where in e]
+        assert commands and all((flag in c) if flag else "--chat" not in c for c in commands), where
+
+
 def job_priorities(output: str) -> dict[tuple[str, str], int]:
     """(rule, wildcards) -> the priority a dry run prints (none printed: 0)."""
     out = {}

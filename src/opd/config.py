@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from .analysis.findings import declaration_error
+from .chat import entry_error as chat_error
 from .launch import builtin_deepspeed_configs, deepspeed_path, slurm_extra_error
 from .toy.task import distinct_questions
 
@@ -317,6 +318,8 @@ def _check_sources(config: dict) -> None:
             if len(given) != 1:
                 raise ConfigError(f"{_key([kind, name])}: give exactly one of {', '.join(sources)} "
                                   f"(got {', '.join(given) or 'none'})")
+            if kind == "models" and chat_error(entry):
+                raise ConfigError(f"{_key([kind, name, 'enable_thinking'])}: {chat_error(entry)}")
             tiny = entry.get("tiny")
             if tiny and (tiny["hidden"] % tiny["heads"] or tiny["heads"] % tiny["kv_heads"]):
                 raise ConfigError(f"{_key([kind, name, 'tiny', 'heads'])}: hidden, heads and kv_heads must divide")

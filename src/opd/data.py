@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .chat import ChatFormat
 from .io import DataError, read_jsonl
 from .toy.task import sample_problems
 
@@ -124,11 +125,23 @@ def fill_template(template: str, problem: str) -> str:
     return template.replace(PLACEHOLDER, problem)
 
 
-def render_prompt(tokenizer, problem: str, template: str, chat: bool) -> str:
-    """The prompt text: ``template`` filled in, wrapped in the chat template when asked."""
+def render_prompt(tokenizer, problem: str, template: str, chat: ChatFormat) -> str:
+    """The prompt text: ``template`` filled in, wrapped in the tokenizer's chat template as
+    ``chat`` says (a tokenizer without one gets the bare text). A thinking switch its chat
+    template does not have is refused: the prompt would silently be the template's default."""
     content = fill_template(template, problem)
-    if chat and tokenizer.chat_template:
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-        )
-    return content
+    if not chat.template:
+        return content
+    if chat.enable_thinking is not None and "enable_thinking" not in str(tokenizer.chat_template or ""):
+        raise ValueError(f"{tokenizer.name_or_path or 'this tokenizer'}: its chat template has no enable_thinking "
+                         f"switch, so the {chat.mode!r} mode cannot be rendered (set enable_thinking: null)")
+    if not tokenizer.chat_template:
+        return content
+    return tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                         tokenize=False, **chat.template_kwargs())
+
+
+def prompt_token_ids(tokenizer, problems: list[dict], template: str, chat: ChatFormat) -> list[list[int]]:
+    """Each problem's rendered prompt as token ids (the chat template writes any special tokens)."""
+    return [tokenizer(render_prompt(tokenizer, p["problem"], template, chat), add_special_tokens=False)["input_ids"]
+            for p in problems]

@@ -6,7 +6,8 @@ import math
 import time
 from dataclasses import asdict, replace
 
-from .data import render_prompt
+from .chat import ChatFormat
+from .data import prompt_token_ids
 from .distributed import Dist
 from .grading import Grader
 from .progress import progress
@@ -52,11 +53,10 @@ def summarise(samples: list[dict], n: int, seconds: float) -> dict:
 
 
 def evaluate(backend, tokenizer, problems: list[dict], sampling: SamplingParams, template: str,
-             chat: bool, grader: Grader) -> tuple[dict, list[dict]]:
+             chat: ChatFormat, grader: Grader) -> tuple[dict, list[dict]]:
     """Metrics and per-sample records for ``problems`` under ``sampling``."""
     start = time.perf_counter()
-    prompts = [render_prompt(tokenizer, p["problem"], template, chat) for p in problems]
-    prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in prompts]
+    prompt_ids = prompt_token_ids(tokenizer, problems, template, chat)
     check_prompt_lengths(prompt_ids, getattr(backend, "context_length", None), [p["id"] for p in problems])
     rollouts = backend.generate(prompt_ids, sampling)
     samples = []
@@ -84,7 +84,7 @@ GATHERED = ("problem_id", "sample", "correct", "grade_status", "response_tokens"
 
 
 def evaluate_over_ranks(backend, tokenizer, problems: list[dict], sampling: SamplingParams, template: str,
-                        chat: bool, grader: Grader, dist: Dist) -> tuple[dict, list[dict]]:
+                        chat: ChatFormat, grader: Grader, dist: Dist) -> tuple[dict, list[dict]]:
     """:func:`evaluate` with the problems shared out: each rank samples and grades every
     world-th problem at its own seed (:meth:`opd.distributed.Dist.seed`), and the grades
     (not the texts) are gathered on every rank, in problem order, and summarised as one

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config, Qwen3Config
 
+from .chat import DEFAULT, ChatFormat
 from .qwen_tokenizers import config_bos_id, stop_token_ids
 from .toy.pretrain import ToyRecipe, pretrain
 
@@ -62,9 +63,11 @@ def tiny_config(recipe: TinyRecipe, tokenizer):
     return Qwen2Config(rope_theta=10_000.0, use_sliding_window=False, **common)
 
 
-def build_tiny_model(recipe: TinyRecipe, tokenizer, out_dir: str | Path, show_progress: bool = True) -> dict:
-    """Random weights of the recipe's architecture, trained for ``steps`` if asked; saved
-    with the tokenizer and a generation_config.json whose stop tokens are the flavour's."""
+def build_tiny_model(recipe: TinyRecipe, tokenizer, out_dir: str | Path, show_progress: bool = True,
+                     chat: ChatFormat = DEFAULT) -> dict:
+    """Random weights of the recipe's architecture, trained for ``steps`` if asked (on prompts
+    rendered as ``chat`` says); saved with the tokenizer and a generation_config.json whose
+    stop tokens are the flavour's."""
     torch.manual_seed(recipe.seed)
     config = tiny_config(recipe, tokenizer)
     data = ToyRecipe(max_digits=recipe.max_digits, steps=recipe.steps, batch_size=recipe.batch_size,
@@ -73,7 +76,8 @@ def build_tiny_model(recipe: TinyRecipe, tokenizer, out_dir: str | Path, show_pr
     generation = GenerationConfig(eos_token_id=stop_token_ids(tokenizer, recipe.tokenizer),
                                   pad_token_id=tokenizer.pad_token_id, bos_token_id=config.bos_token_id)
     if recipe.steps:
-        summary = pretrain(tokenizer, data, out_dir, show_progress, model_config=config, generation_config=generation)
+        summary = pretrain(tokenizer, data, out_dir, show_progress, model_config=config, generation_config=generation,
+                           chat=chat)
     else:
         from .models import save_model
 

@@ -21,7 +21,9 @@ rule probe_teachers:
                                      "prompt_template": probe_template(wc.probe)}),
         template=lambda wc: probe_template(wc.probe),
         flags=lambda wc: " ".join([model_flags(config["probes"][wc.probe]["student"]),
-                                   *(trust_flag(t, f"--trusted-teacher {t}") for t in config["probes"][wc.probe]["teachers"])]),
+                                   *(trust_flag(t, f"--trusted-teacher {t}") for t in config["probes"][wc.probe]["teachers"]),
+                                   *(f"--teacher-chat {t}={chat_mode(t)}" for t in config["probes"][wc.probe]["teachers"]
+                                     if chat_flag(t))]),
         accuracy=lambda wc: " ".join(f"--accuracy {m}:{b}:{p}" for (m, b), p in probe_accuracy(wc.probe).items()),
         dtype=lambda wc: base_entry(config["probes"][wc.probe]["student"])["dtype"],
     log:
@@ -76,7 +78,7 @@ rule teacher_continuation:
                                      if k not in ("student", "teacher", "benchmark")}),
         template=lambda wc: template_for(config, config["continuations"][wc.name]["benchmark"]),
         flags=lambda wc: " ".join([model_flags(config["continuations"][wc.name]["student"]),
-                                   trust_flag(config["continuations"][wc.name]["teacher"], "--teacher-trust-remote-code")]),
+                                   teacher_flags(config["continuations"][wc.name]["teacher"])]),
         dtype=lambda wc: base_entry(config["continuations"][wc.name]["student"])["dtype"],
         grading=as_json(config["eval"]["grading"]),
         batch_size=config["eval"]["batch_size"],

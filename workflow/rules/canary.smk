@@ -52,7 +52,7 @@ rule canary_opd:
         teacher_dtype=lambda wc: base_entry(config["experiments"][wc.rep]["teacher"])["dtype"],
         student_dtype=lambda wc: base_entry(config["experiments"][wc.rep]["student"])["dtype"],
         flags=lambda wc: model_flags(config["experiments"][wc.rep]["student"]),
-        teacher_flags=lambda wc: trust_flag(config["experiments"][wc.rep]["teacher"], "--teacher-trust-remote-code"),
+        teacher_flags=lambda wc: teacher_flags(config["experiments"][wc.rep]["teacher"]),
         benchmarks=lambda wc: " ".join(f"--benchmark {b}={problem_file(b)}" for b in experiment_benchmarks(wc.rep)),
         settings=lambda wc: as_json(canary_train(config["experiments"][wc.rep]["train"], CANARY["steps"], "opd")),
         objective=lambda wc: as_json(config["experiments"][wc.rep]["objective"]),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from opd.chat import DEFAULT as DEFAULT_CHAT, ChatFormat  # noqa: E402
 from opd.config import (  # noqa: E402
     MULTI_NODE_RULES,
     ConfigError,
@@ -145,13 +146,28 @@ def base_entry(name):
     return config["models"][name]
 
 
+def chat_mode(name):
+    """How a model, or the base model it was trained from, is prompted (``opd.chat``)."""
+    return ChatFormat.of_entry(base_entry(name)).mode
+
+
+def chat_flag(name, option="--chat"):
+    """``option MODE`` where a model is not prompted at its chat template's default."""
+    mode = chat_mode(name)
+    return "" if mode == DEFAULT_CHAT.mode else f"{option} {mode}"
+
+
 def model_flags(name):
     """The prompt format and remote-code flags of the model a job samples from or trains."""
-    entry = base_entry(name)
-    flags = []
-    if not entry["chat_template"]:
-        flags.append("--no-chat")
-    return " ".join([*flags, trust_flag(name)])
+    chat = chat_flag(name)
+    return f"{chat} {trust_flag(name)}" if chat else trust_flag(name)
+
+
+def teacher_flags(name):
+    """A teacher's own prompt format and remote-code flags, beside its student's: it reads
+    each prompt as its own settings render it and never inherits the student's trust."""
+    return " ".join(f for f in (chat_flag(name, "--teacher-chat"), trust_flag(name, "--teacher-trust-remote-code"))
+                    if f)
 
 
 def trust_flag(name, option="--trust-remote-code"):

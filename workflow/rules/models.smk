@@ -11,6 +11,7 @@ rule prepare_model:
     params:
         kind=lambda wc: "toy" if "toy" in config["models"][wc.model] else "tiny",
         recipe=lambda wc: as_json(config["models"][wc.model].get("toy") or config["models"][wc.model]["tiny"]),
+        chat=lambda wc: chat_flag(wc.model),
     log:
         "logs/prepare_model/{model}.log",
     threads: rule_threads("prepare_model")
@@ -20,7 +21,7 @@ rule prepare_model:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {input.script:q} --tokenizer {input.tokenizer} --{params.kind} {params.recipe:q} "
+        "python {input.script:q} --tokenizer {input.tokenizer} --{params.kind} {params.recipe:q} {params.chat} "
         "--out {output} --threads {threads} > {log} 2>&1"
 
 

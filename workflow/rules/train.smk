@@ -19,8 +19,7 @@ rule opd_train:
         teacher_dtype=lambda wc: base_entry(config["experiments"][wc.experiment]["teacher"])["dtype"],
         student_dtype=lambda wc: base_entry(config["experiments"][wc.experiment]["student"])["dtype"],
         flags=lambda wc: model_flags(config["experiments"][wc.experiment]["student"]),
-        teacher_flags=lambda wc: trust_flag(config["experiments"][wc.experiment]["teacher"],
-                                            "--teacher-trust-remote-code"),
+        teacher_flags=lambda wc: teacher_flags(config["experiments"][wc.experiment]["teacher"]),
         benchmarks=lambda wc: " ".join(
             f"--benchmark {b}={problem_file(b)}" for b in experiment_benchmarks(wc.experiment)
         ),

@@ -6,10 +6,13 @@ next-token distributions: top-k overlap ratio and mass, overlap-token advantage,
 entropy gap, and the teacher's log-probability lead on the student's tokens. A teacher
 whose top-k agrees with the student's (high overlap, small entropy gap) is the kind that
 OPD could use; one that disagrees at the start is the kind that failed in the paper.
-The probe costs one rollout batch and one forward pass per teacher.
+The probe costs one rollout batch and one forward pass per teacher. A teacher reads the
+student's responses after its own rendering of each prompt (its chat mode), as in OPD.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 
@@ -31,24 +34,30 @@ def _packed(tok, prompt_ids: list[list[int]], rollouts, micro_batch_size: int, d
     """The rollouts in micro-batches, each as ``pack`` lays it out, on ``device``."""
     for start in range(0, len(rollouts), micro_batch_size):
         mb = rollouts[start:start + micro_batch_size]
-        yield (t.to(device) for t in pack([prompt_ids[r.prompt_index] for r in mb], [r.token_ids for r in mb],
-                                          tok.pad_token_id))
+        yield tuple(t.to(device) for t in pack([prompt_ids[r.prompt_index] for r in mb], [r.token_ids for r in mb],
+                                               tok.pad_token_id))
 
 
 @torch.no_grad()
 def teacher_scores(student, teacher, tok, prompt_ids: list[list[int]], rollouts, k: int,
-                   micro_batch_size: int = 16, chunk_size: int = 64, temperature: float = 1.0) -> dict[str, float]:
+                   micro_batch_size: int = 16, chunk_size: int = 64, temperature: float = 1.0,
+                   teacher_prompt_ids: list[list[int]] | None = None) -> dict[str, float]:
     """Means over every response position of the token-level metrics (top-k with this k), the
-    student scored at the ``temperature`` its rollouts were sampled at."""
+    student scored at the ``temperature`` its rollouts were sampled at. The teacher reads each
+    response after ``teacher_prompt_ids`` (its own rendering of the prompts) where given."""
     s_trunk, s_head = hidden_and_head(student)
     t_trunk, t_head = hidden_and_head(teacher)
     objective = Objective(kind="topk", k=k, metrics_k=k, student_temperature=temperature)
     n_tokens = sum(len(r.token_ids) for r in rollouts)
     sums: dict[str, float] = {}
-    for ids, mask, flat, targets in _packed(tok, prompt_ids, rollouts, micro_batch_size, s_head.device):
+    own = (itertools.repeat(None) if teacher_prompt_ids is None
+           else _packed(tok, teacher_prompt_ids, rollouts, micro_batch_size, s_head.device))
+    for (ids, mask, flat, targets), teacher_in in zip(_packed(tok, prompt_ids, rollouts, micro_batch_size,
+                                                              s_head.device), own):
+        t_ids, t_mask, t_flat, _ = teacher_in or (ids, mask, flat, targets)
         h_s = s_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
-        h_t = t_trunk(input_ids=ids, attention_mask=mask).last_hidden_state
-        out = opd_loss(h_s.reshape(-1, h_s.shape[-1])[flat], s_head, h_t.reshape(-1, h_t.shape[-1])[flat],
+        h_t = t_trunk(input_ids=t_ids, attention_mask=t_mask).last_hidden_state
+        out = opd_loss(h_s.reshape(-1, h_s.shape[-1])[flat], s_head, h_t.reshape(-1, h_t.shape[-1])[t_flat],
                        t_head, targets, objective, 1.0 / max(1, n_tokens), chunk_size)
         for key, value in out.metric_sums.items():
             sums[key] = sums.get(key, 0.0) + value

@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ..batching import pad_pairs
+from ..chat import DEFAULT, ChatFormat
 from ..data import render_prompt
 from ..models import save_model, toy_config
 from ..progress import progress
@@ -42,15 +43,16 @@ class ToyRecipe:
     prompt_template: str | list[str] = "{problem}"
 
 
-def make_batch(tokenizer, recipe: ToyRecipe, rng: random.Random):
-    """Right-padded input ids, attention mask and response-only labels."""
+def make_batch(tokenizer, recipe: ToyRecipe, rng: random.Random, chat: ChatFormat = DEFAULT):
+    """Right-padded input ids, attention mask and response-only labels; the prompts rendered
+    as the model will be prompted (``chat``)."""
     templates = [recipe.prompt_template] if isinstance(recipe.prompt_template, str) else recipe.prompt_template
     prompts, responses = [], []
     for _ in range(recipe.batch_size):
         p = sample_problem(rng, recipe.min_digits, recipe.max_digits, recipe.max_digit)
         # a single template draws nothing: models of one template are as they were
         template = templates[0] if len(templates) == 1 else rng.choice(templates)
-        prompt = render_prompt(tokenizer, p.question, template, chat=True)
+        prompt = render_prompt(tokenizer, p.question, template, chat)
         prompts.append(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         responses.append(tokenizer(solution(p, recipe.format, rng), add_special_tokens=False)["input_ids"]
                          + [tokenizer.eos_token_id])
@@ -65,7 +67,7 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def pretrain(tokenizer, recipe: ToyRecipe, out_dir: str | Path, show_progress: bool = True,
-             model_config=None, generation_config=None) -> dict:
+             model_config=None, generation_config=None, chat: ChatFormat = DEFAULT) -> dict:
     """Train a fresh model by ``recipe``, save it to ``out_dir``; returns a summary.
     ``model_config`` replaces the toy Qwen3 (``recipe``'s size fields then go unused)."""
     torch.manual_seed(recipe.seed)
@@ -83,7 +85,7 @@ def pretrain(tokenizer, recipe: ToyRecipe, out_dir: str | Path, show_progress: b
     start = time.perf_counter()
     with open(out_dir / "train_log.jsonl", "w") as log:
         for step in progress(range(recipe.steps), desc="pretrain", disable=not show_progress):
-            ids, mask, labels = make_batch(tokenizer, recipe, rng)
+            ids, mask, labels = make_batch(tokenizer, recipe, rng, chat)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

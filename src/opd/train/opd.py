@@ -6,6 +6,11 @@ at every response position; one optimizer update per rollout batch (the paper's 
 so the PPO ratio stays 1). The verifier's accuracy on the rollouts is logged, never
 trained on. Checkpoints go to a run directory and a killed run resumes from the last one.
 
+Each model reads a prompt as its own chat settings render it (``opd.chat``): a teacher
+whose rendering differs from the student's (a non-thinking Qwen3 teacher's empty think
+block, another chat template) scores the student's response tokens after its own prompt,
+as the released code's ``input_tokenizer`` does; the two must share one vocabulary.
+
 With several ranks every rank samples, scores and validates its share; with vLLM each
 rank's engine sleeps through the update (``opd.rollout.vllm``). The step log records the
 memory in use at each phase boundary as the device counts it (``opd.device_memory``).
@@ -23,7 +28,8 @@ import torch
 
 from .. import distributed
 from ..batching import epoch_permutation, pack
-from ..data import render_prompt
+from ..chat import ChatFormat
+from ..data import prompt_token_ids
 from ..device_memory import PhaseMemory
 from ..distributed import Dist
 from ..evaluation import evaluate_over_ranks
@@ -132,6 +138,24 @@ def check_prompt_budget(prompt_ids: list[list[int]], ids: list, limit: int, what
                              f"({limit}): raise it or drop the problem")
 
 
+def own_prompts(student_ids: list[list[int]], teacher_ids: list[list[int]]) -> list[list[int]] | None:
+    """The teacher's own prompt ids where its rendering differs from the student's; None where
+    they are the same (the teacher then reads the student's micro-batches: no extra work)."""
+    return None if teacher_ids == student_ids else teacher_ids
+
+
+def chat_fingerprint(chat: ChatFormat, teacher_chat: ChatFormat, teacher_prompt_ids) -> dict:
+    """What the run directory records of the chat settings: nothing at the defaults with one
+    rendering for both models (so runs from before the setting resume), else the modes and
+    the teacher's prompts."""
+    out = {}
+    if chat.mode != "chat" or teacher_chat.mode != "chat":
+        out["chat"] = {"student": chat.mode, "teacher": teacher_chat.mode}
+    if teacher_prompt_ids is not None:
+        out["teacher_prompts"] = content_hash(teacher_prompt_ids)
+    return out
+
+
 def check_tokenizers(student_tok, teacher_tok, student: str, teacher: str) -> None:
     if not same_tokenizer(student_tok, teacher_tok):
         raise TokenizerMismatch(
@@ -141,13 +165,14 @@ def check_tokenizers(student_tok, teacher_tok, student: str, teacher: str) -> No
 
 
 def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks: dict[str, list[dict]],
-          settings: OPDSettings, objective: Objective, run_dir: str | Path, *, template: str, chat: bool,
-          grading: dict, device: str = "cpu", teacher_dtype: str = "float32", student_dtype: str = "float32",
-          trust_remote_code: bool = False, teacher_trust_remote_code: bool = False):
+          settings: OPDSettings, objective: Objective, run_dir: str | Path, *, template: str, chat: ChatFormat,
+          teacher_chat: ChatFormat, grading: dict, device: str = "cpu", teacher_dtype: str = "float32",
+          student_dtype: str = "float32", trust_remote_code: bool = False, teacher_trust_remote_code: bool = False):
     """Train; returns (student, tokenizer, run dir) for the caller to save. On SIGTERM or
     SIGUSR2 it checkpoints and exits with EXIT_REQUEUE. ``student_dtype`` is the model's own
-    dtype, which a vLLM rollout engine samples in. Each model runs remote code only if its
-    own ``*trust_remote_code`` says so."""
+    dtype, which a vLLM rollout engine samples in. Each model renders prompts with its own
+    tokenizer's chat template and its own ``*chat`` settings, and runs remote code only if
+    its own ``*trust_remote_code`` says so."""
     stop = StopFlag()
     t_start = time.perf_counter()
     # the loss scores the distribution the rollouts were sampled from, as the released code
@@ -159,13 +184,16 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
                          "every rank needs a prompt")
     device = dist.device(device)
     tok = load_tokenizer(student_path, trust_remote_code)
-    check_tokenizers(tok, load_tokenizer(teacher_path, teacher_trust_remote_code), student_path, teacher_path)
-    prompt_ids = [tok(render_prompt(tok, p["problem"], template, chat), add_special_tokens=False)["input_ids"]
-                  for p in prompts]
+    teacher_tok = load_tokenizer(teacher_path, teacher_trust_remote_code)
+    check_tokenizers(tok, teacher_tok, student_path, teacher_path)
+    prompt_ids = prompt_token_ids(tok, prompts, template, chat)
+    teacher_prompt_ids = own_prompts(prompt_ids, prompt_token_ids(teacher_tok, prompts, template, teacher_chat))
     check_prompt_budget(prompt_ids, [p["id"] for p in prompts], settings.max_prompt_tokens, "prompt")
+    if teacher_prompt_ids:
+        check_prompt_budget(teacher_prompt_ids, [p["id"] for p in prompts], settings.max_prompt_tokens,
+                            "the teacher's rendering of prompt")
     for name, problems in benchmarks.items():  # before any model is loaded
-        check_prompt_budget([tok(render_prompt(tok, p["problem"], template, chat), add_special_tokens=False)
-                             ["input_ids"] for p in problems], [p["id"] for p in problems],
+        check_prompt_budget(prompt_token_ids(tok, problems, template, chat), [p["id"] for p in problems],
                             settings.max_prompt_tokens, f"benchmark {name}")
     student = load_model(student_path, master_dtype(settings.precision, settings.deepspeed), device,
                          trust_remote_code)
@@ -183,12 +211,16 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, settings.warmup_steps)))
     run = RunDir(run_dir, {"student": source_fingerprint(student_path), "teacher": source_fingerprint(teacher_path),
                            "settings": fingerprinted(settings), "objective": asdict(objective),
-                           "template": template, "prompts": content_hash(prompts)}, dist=dist,
+                           "template": template, "prompts": content_hash(prompts),
+                           **chat_fingerprint(chat, teacher_chat, teacher_prompt_ids)}, dist=dist,
                  keep=settings.keep_checkpoints)
     start, _ = run.load(student, updater, sched)
     run.truncate_log(start)
     run.note_start(start)
     check_prompt_lengths(prompt_ids, student.config.max_position_embeddings, [p["id"] for p in prompts])
+    if teacher_prompt_ids:
+        check_prompt_lengths(teacher_prompt_ids, teacher_model.config.max_position_embeddings,
+                             [p["id"] for p in prompts])
     memory = PhaseMemory(device)
     memory.mark("after_startup")  # models loaded, optimizer and any ZeRO partitions built
     if settings.rollout_backend == "vllm":
@@ -222,7 +254,7 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
                 log.write(json.dumps({"step": 0, **validate()}) + "\n")
             for step in range(start + 1, settings.steps + 1):
                 record = train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head,
-                                    teacher, updater, backend, tok, grader, dist, memory)
+                                    teacher, updater, backend, tok, grader, dist, memory, teacher_prompt_ids)
                 if step == start + 1:
                     record["time_startup"] = startup_s  # loading, partitioning, the engine's start
                 sched.step()
@@ -244,29 +276,40 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
 
 
 def accumulate_gradients(prompts: list[list[int]], responses: list[list[int]], settings, objective, s_trunk, s_head,
-                         teacher: Teacher, updater, pad_id: int, step_counts: tuple[int, int, int]):
+                         teacher: Teacher, updater, pad_id: int, step_counts: tuple[int, int, int],
+                         teacher_prompts: list[list[int]] | None = None):
     """Forward and backward over these sequences in micro-batches (``micro_batch_size`` each,
     or length-grouped under ``max_tokens_per_micro_batch``), the student's forward in the
     training precision. ``step_counts``: the whole step's tokens, non-empty sequences and
     sequences over all ranks, which weigh every position. A rank with fewer micro-batches
     than the others runs the missing ones on its first sequence at weight 0 (the same
-    collectives, no contribution). Returns the loss, the metric sums, each sequence's token
-    rewards (in the given order) and the teacher's seconds."""
+    collectives, no contribution). ``teacher_prompts``: the teacher's own rendering of each
+    sequence's prompt, where it differs from the student's; the teacher then reads its own
+    micro-batch of those prompts and the same responses, and each model's loss positions
+    are the response positions of its own input. Returns the loss, the metric sums, each
+    sequence's token rewards (in the given order) and the teacher's seconds."""
     n_tokens, n_sequences, n_all = step_counts
     sums = dict.fromkeys(SUMS, 0.0)
     loss_total, teacher_s = 0.0, 0.0
     rewards: list = [None] * len(responses)
     dev = s_head.device
-    for mb in updater.micro_batches([len(p) + len(r) for p, r in zip(prompts, responses)],
+    longest_prompts = prompts if teacher_prompts is None else [max(p, t, key=len)
+                                                               for p, t in zip(prompts, teacher_prompts)]
+    for mb in updater.micro_batches([len(p) + len(r) for p, r in zip(longest_prompts, responses)],
                                     settings.micro_batch_size, settings.max_tokens_per_micro_batch,
                                     settings.pack_sequences):
         filler = not mb
         mb = mb or [0]
-        ids, model_kwargs, flat, targets = micro_batch_inputs([prompts[i] for i in mb], [responses[i] for i in mb],
-                                                              pad_id, settings.pack_sequences, dev)
+        mb_responses = [responses[i] for i in mb]
+        ids, model_kwargs, flat, targets = micro_batch_inputs([prompts[i] for i in mb], mb_responses, pad_id,
+                                                              settings.pack_sequences, dev)
+        t_ids, t_kwargs, t_flat = ids, model_kwargs, flat
+        if teacher_prompts is not None:  # the same response tokens, in the same order, after the teacher's prompts
+            t_ids, t_kwargs, t_flat, _ = micro_batch_inputs([teacher_prompts[i] for i in mb], mb_responses, pad_id,
+                                                            settings.pack_sequences, dev)
         tt = time.perf_counter()
-        h_t = teacher.hidden(ids, **model_kwargs)
-        h_t = h_t.reshape(-1, h_t.shape[-1])[flat]
+        h_t = teacher.hidden(t_ids, **t_kwargs)
+        h_t = h_t.reshape(-1, h_t.shape[-1])[t_flat]
         teacher_s += time.perf_counter() - tt
         with precision_context(settings.precision, dev):
             h_s = s_trunk(input_ids=ids, use_cache=False, **model_kwargs).last_hidden_state
@@ -288,9 +331,11 @@ def accumulate_gradients(prompts: list[list[int]], responses: list[list[int]], s
 
 
 def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk, s_head, teacher: Teacher,
-               updater, backend, tok, grader, dist=Dist(), memory: PhaseMemory | None = None) -> dict:
+               updater, backend, tok, grader, dist=Dist(), memory: PhaseMemory | None = None,
+               teacher_prompt_ids: list[list[int]] | None = None) -> dict:
     """One update; with several ranks each samples and scores its share of the prompts and
-    the record holds the sums over all ranks."""
+    the record holds the sums over all ranks. ``teacher_prompt_ids``: the teacher's own
+    rendering of every prompt, where it differs from the student's (:func:`own_prompts`)."""
     memory = memory or PhaseMemory(str(s_head.device))
     times: dict = {}
     t0 = time.perf_counter()
@@ -311,7 +356,8 @@ def train_step(step, prompts, prompt_ids, settings, objective, student, s_trunk,
     t_wait = time.perf_counter()
     loss_total, sums, rewards, teacher_s = accumulate_gradients(
         [prompt_ids[batch[r.prompt_index]] for r in rollouts], [r.token_ids for r in rollouts], settings, objective,
-        s_trunk, s_head, teacher, updater, tok.pad_token_id, (n_tokens, n_sequences, n_all))
+        s_trunk, s_head, teacher, updater, tok.pad_token_id, (n_tokens, n_sequences, n_all),
+        None if teacher_prompt_ids is None else [teacher_prompt_ids[batch[r.prompt_index]] for r in rollouts])
     grad_norm = updater.step()
     t2 = time.perf_counter()
     memory.mark("after_update")
