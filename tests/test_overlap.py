@@ -65,7 +65,7 @@ def write(path: Path, rows: list[dict]) -> Path:
 def test_prepare_checks_a_training_set_against_benchmarks_it_does_not_exclude(tmp_path):
     train = write(tmp_path / "train.jsonl", [{"id": "t0", "problem": "Solve: What is 2+3?\nAnswer:", "answer": "5"},
                                              {"id": "t1", "problem": "What is 4+4?", "answer": "8"},
-                                             {"id": "t2", "problem": "What is 4 + 4 ?", "answer": "8"}])
+                                             {"id": "t2", "problem": " What is  4+4?", "answer": "8"}])
     bench = write(tmp_path / "bench.jsonl", [{"id": "b0", "problem": "what is 2+3?", "answer": "5"}])
     spec = {"path": str(train), "problem_key": "problem", "answer_key": "answer", "id_key": "id", "where": {},
             "strip_template": None}

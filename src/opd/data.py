@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 
 from .io import DataError, read_jsonl
-from .overlap import normalise
 from .toy.task import sample_problems
 
 REQUIRED_KEYS = ("id", "problem", "answer")
@@ -53,7 +52,8 @@ def normalise_rows(rows, source: str, problem_key: str, answer_key: str | None, 
                    where: dict | None = None, template: str | None = None, repeats: list | None = None) -> list[dict]:
     """Map a dataset's own columns onto ``id``/``problem``/``answer`` (``answer`` None for a
     prompt-only set, e.g. the cold start's); rows not matching ``where`` are skipped. A
-    problem written twice (case and spacing aside) is refused, naming both rows; given a
+    problem written twice (spacing aside; case can matter in math) is refused, naming both
+    rows; given a
     ``repeats`` list, the later copies are dropped and listed there instead (training sets:
     OpenThoughts3 holds each math question with up to 16 answers)."""
     out, first = [], {}
@@ -76,7 +76,7 @@ def normalise_rows(rows, source: str, problem_key: str, answer_key: str | None, 
             "problem": strip_template(problem, template, at) if template else problem,
             "answer": answer,
         }
-        key = normalise(entry["problem"])
+        key = " ".join(entry["problem"].split())
         if key in first:
             first_at, first_id = first[key]
             if repeats is None:
