@@ -53,9 +53,8 @@ def normalise_rows(rows, source: str, problem_key: str, answer_key: str | None, 
     """Map a dataset's own columns onto ``id``/``problem``/``answer`` (``answer`` None for a
     prompt-only set, e.g. the cold start's); rows not matching ``where`` are skipped. A
     problem written twice (spacing aside; case can matter in math) is refused, naming both
-    rows; given a
-    ``repeats`` list, the later copies are dropped and listed there instead (training sets:
-    OpenThoughts3 holds each math question with up to 16 answers)."""
+    rows; given a ``repeats`` list, the later copies are dropped and listed there instead
+    (training sets: OpenThoughts3 holds each math question with up to 16 answers)."""
     out, first = [], {}
     for i, row in enumerate(rows, start=1):
         at = f"{source}:{i}"
