@@ -49,7 +49,8 @@ def main() -> None:
         rows = dataset_problems(spec.get("snapshot") or spec["path"], spec["split"], subset=spec["subset"],
                                 name=spec.get("hub"), **keys)
     if repeats:
-        examples = "; ".join(f"{at} (id {i!r}) repeats {first_at} (id {first!r})" for at, i, first_at, first in repeats[:2])
+        examples = "; ".join(f"{at} (id {i!r}) repeats {first_at} (id {first!r})"
+                             for at, i, first_at, first in repeats[:2])
         print(f"warning: {args.name}: {len(repeats)} problems written twice were dropped, e.g. {examples}",
               file=sys.stderr)
     excluded = [p for path in args.exclude for p in read_problems(path)]

@@ -86,7 +86,8 @@ def test_a_problem_written_twice_is_refused_in_a_benchmark_and_dropped_from_a_tr
     path = tmp_path / "bench.jsonl"
     path.write_text('{"id": "a", "problem": "Find x.", "answer": "1"}\n{"id": "b", "problem": "1+1", "answer": "2"}\n'
                     '{"id": "c", "problem": " Find  x.", "answer": "1"}\n')
-    with pytest.raises(DataError, match=r"bench\.jsonl:3: problem 'c' repeats the problem of .*bench\.jsonl:1 \(id 'a'\)"):
+    with pytest.raises(DataError, match=r"bench\.jsonl:3: problem 'c' repeats the problem of .*bench\.jsonl:1 "
+                                        r"\(id 'a'\)"):
         local_problems(path, "problem", "answer", "id")
     repeats = []
     assert [r["id"] for r in local_problems(path, "problem", "answer", "id", repeats=repeats)] == ["a", "b"]

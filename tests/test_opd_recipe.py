@@ -240,3 +240,16 @@ def test_the_recipe_scores_the_student_at_its_rollout_temperature(tmp_path, tiny
     recipe.train(str(tiny_model_dir), str(teacher_model_dir), toy_problems(1, 4, 1, 2, "p"), {}, settings,
                  Objective(k=4), tmp_path / "run", template="{problem}", chat=False, grading={})
     assert seen and set(seen) == {0.8}
+
+
+def test_a_prompt_set_smaller_than_a_step_is_refused_before_any_model_is_loaded(tmp_path):
+    import opd.train.opd as recipe
+    from opd.data import toy_problems
+    from opd.losses import Objective
+
+    settings = recipe.OPDSettings(steps=1, prompts_per_step=24)
+    with pytest.raises(ValueError, match=r"^prompt set results/data/prompts/p.jsonl: 1 prompts, fewer than "
+                                         r"train.prompts_per_step \(24\)"):
+        recipe.train(str(tmp_path / "no_student"), str(tmp_path / "no_teacher"), toy_problems(1, 1, 1, 2, "p"), {},
+                     settings, Objective(), tmp_path / "run", template="{problem}", chat=False, grading={},
+                     prompts_source="prompt set results/data/prompts/p.jsonl")
