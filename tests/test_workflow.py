@@ -340,8 +340,24 @@ def test_missing_local_model_is_reported_before_running(tmp_path):
     cfg = write_config(tmp_path / "config.yaml", config)
     run = snakemake(tmp_path, "--configfile", str(cfg), "-n")
     assert run.returncode != 0
-    assert "Missing input files" in run.stdout + run.stderr
-    assert "no_such_model" in run.stdout + run.stderr
+    assert f"invalid config: config.models.gone.path: {tmp_path / 'no_such_model'} does not exist" in \
+        run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("missing, message", [("config.json", "has no config.json"),
+                                              ("tokenizer.json", "has no tokenizer files (one of tokenizer.json")])
+def test_a_model_directory_missing_a_file_is_refused_by_the_dry_run_naming_the_key_and_file(
+        tmp_path, tiny_model_dir, missing, message):
+    model = tmp_path / "mirror"
+    shutil.copytree(tiny_model_dir, model)
+    for name in [missing] + (["vocab.json", "tokenizer.model"] if missing == "tokenizer.json" else []):
+        (model / name).unlink(missing_ok=True)
+    config = base_only(tiny_config())
+    config["models"] = {"mirror": {"path": str(model)}}
+    cfg = write_config(tmp_path / "config.yaml", config)
+    run = snakemake(tmp_path, "--configfile", str(cfg), "-n")
+    assert run.returncode != 0
+    assert f"invalid config: config.models.mirror.path: {model} {message}" in run.stdout + run.stderr
 
 
 def test_lint_is_clean():

@@ -25,6 +25,7 @@ from opd.config import (  # noqa: E402
     validate_config,
 )
 from opd.launch import launch_prefix, slurm_resources  # noqa: E402
+from opd.model_dirs import local_model_errors  # noqa: E402
 from opd.partitions import check_partitions, parse_sinfo, read_sinfo  # noqa: E402
 from opd.memory_plan import PROMPT_TOKENS  # noqa: E402
 
@@ -64,6 +65,8 @@ try:
     )
 except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
+if MODEL_DIR_ERRORS := local_model_errors(config):  # a path: model missing a file, before any job
+    raise WorkflowError(f"invalid config: {'; '.join(MODEL_DIR_ERRORS)}")
 
 BUILT_MODELS = [m for m, entry in config["models"].items() if "toy" in entry or "tiny" in entry]
 SWEEPS = {name: sweep_points(name, sweep) for name, sweep in config["sweeps"].items()}  # {sweep: {point: overrides}}
