@@ -320,6 +320,15 @@ def test_command_line_config_alone_edits_the_default_study(tmp_path):
     assert "missing key" not in run.stdout + run.stderr
 
 
+def test_nested_command_line_values_are_read_as_the_numbers_they_are(tmp_path):
+    """Snakemake reads --config's nested values as strings: n: 2 arrived as '2'."""
+    run = snakemake(tmp_path, "results/eval/student/shared.json", "-n", "-p", "--config",
+                    "eval={sampling: {n: 2, temperature: 1e-1}}", "base_eval={models: [student], benchmarks: [shared]}")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (command,) = shell_commands(run.stdout, "eval_model")
+    assert '"n": 2,' in command and '"temperature": 0.1' in command
+
+
 def test_two_studies_in_two_config_files_are_refused(tmp_path):
     run = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config/paper.yaml"), str(ROOT / "config/config.yaml"))
     assert run.returncode != 0
