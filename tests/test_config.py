@@ -353,6 +353,26 @@ def test_a_key_written_twice_in_a_config_file_is_refused(tmp_path):
         check_config_files([path])
 
 
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path, root):
+    import subprocess
+    import sys
+
+    path = tmp_path / "study.yaml"
+    path.write_text("models:\n  s: {toy: {}\n  t: {toy: {}}\n")
+    message = f"{path} line 3, column 3: not valid YAML: expected ',' or '}}', but got '<scalar>' (while parsing a " \
+              "flow mapping, from line 2)"
+    with pytest.raises(ConfigError) as err:
+        check_config_files([path])
+    assert str(err.value) == message
+    # a --configfile is read by Snakemake before the workflow, which says only "not valid JSON or YAML"
+    run = subprocess.run([sys.executable, str(root / "scripts/check_config.py"), str(path)], capture_output=True,
+                         text=True)
+    assert run.returncode == 1 and run.stderr.strip() == f"invalid config: {message}"
+    run = subprocess.run([sys.executable, str(root / "scripts/check_config.py"), str(root / "config/paper.yaml")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
 def test_two_config_files_with_a_study_each_are_refused_but_a_settings_file_is_not(tmp_path, root):
     site = tmp_path / "site.yaml"
     site.write_text("resources:\n  default: {cpus: 4}\n")

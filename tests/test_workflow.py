@@ -329,6 +329,19 @@ def test_nested_command_line_values_are_read_as_the_numbers_they_are(tmp_path):
     assert '"n": 2,' in command and '"temperature": 0.1' in command
 
 
+def test_a_yaml_error_in_the_default_config_names_its_line(tmp_path):
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for part in ("Snakefile", "workflow", "scripts", "src", "config", "envs"):
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, clone / part)
+    default = clone / "config/config.yaml"
+    default.write_text(default.read_text().replace("seed_runs: first", "seed_runs: first\n  bad: indent", 1))
+    run = snakemake(tmp_path, "-n", snakefile=clone / "Snakefile")
+    assert run.returncode != 0
+    assert f"invalid config: {default} line 11, column 6: not valid YAML: mapping values are not allowed here" in \
+        run.stdout + run.stderr
+
+
 def test_two_studies_in_two_config_files_are_refused(tmp_path):
     run = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config/paper.yaml"), str(ROOT / "config/config.yaml"))
     assert run.returncode != 0

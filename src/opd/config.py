@@ -126,8 +126,8 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def check_config_files(paths) -> None:
-    """Checks of the files themselves, which the merged config cannot show: a key written
-    twice in one mapping, and two files that each define a study (Snakemake deep-merges
+    """Checks of the files themselves, which the merged config cannot show: YAML that does
+    not parse (file and line), a key written twice in one mapping, and two files that each define a study (Snakemake deep-merges
     every --configfile, which would join two studies into one DAG). A file with ``extends``
     adds to the study of the file it names, which must come before it, and may add names
     but not change the ones that study defines."""
@@ -148,11 +148,17 @@ def check_config_files(paths) -> None:
 
 
 def _read_config_file(path) -> dict:
+    """A config file's mapping; YAML that does not parse is an error naming the file and line."""
     with open(path) as f:
         loader = _StrictLoader(f)
         loader.name = str(path)
         try:
             data = loader.get_single_data() or {}
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            context = f" ({e.context}, from line {e.context_mark.line + 1})" if e.context and e.context_mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML: {e.problem}{context}") from None
         finally:
             loader.dispose()
     return data if isinstance(data, dict) else {}
