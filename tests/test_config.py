@@ -243,7 +243,8 @@ def test_a_train_seed_that_seeds_would_overwrite_is_refused(toy, schema):
     point of a base with seeds, was silently replaced (the sweep's points all ran seed 0)."""
     cfg = copy.deepcopy(toy)
     cfg["experiments"]["opd_new_skill"]["train"]["seed"] = 7
-    with pytest.raises(ConfigError, match=r"config.experiments.opd_new_skill.train.seed: 7 given beside seeds \[0, 1, 2\]"):
+    with pytest.raises(ConfigError, match=r"config.experiments.opd_new_skill.train.seed: 7 given beside seeds "
+                                          r"\[0, 1, 2\]"):
         validate_config(cfg, schema)
     cfg = copy.deepcopy(toy)
     cfg["sweeps"]["objective"]["points"]["seed7"] = {"train.seed": 7}

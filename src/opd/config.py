@@ -127,10 +127,10 @@ class _StrictLoader(yaml.SafeLoader):
 
 def check_config_files(paths) -> None:
     """Checks of the files themselves, which the merged config cannot show: YAML that does
-    not parse (file and line), a key written twice in one mapping, and two files that each define a study (Snakemake deep-merges
-    every --configfile, which would join two studies into one DAG). A file with ``extends``
-    adds to the study of the file it names, which must come before it, and may add names
-    but not change the ones that study defines."""
+    not parse (file and line), a key written twice in one mapping, and two files that each
+    define a study (Snakemake deep-merges every --configfile, which would join two studies
+    into one DAG). A file with ``extends`` adds to the study of the file it names, which
+    must come before it, and may add names but not change the ones that study defines."""
     studies, loaded = [], []
     for path in paths:
         data = _read_config_file(path)

@@ -5,7 +5,15 @@ import yaml
 
 from opd.disk_plan import line as disk_line, run_disk, study_line  # noqa: E402
 from opd.launch import deepspeed_path  # noqa: E402
-from opd.memory_plan import GiB, PROMPT_TOKENS, entry_shape, gib_text, sampling_plan, training_plan, usable_bytes  # noqa: E402
+from opd.memory_plan import (  # noqa: E402
+    GiB,
+    PROMPT_TOKENS,
+    entry_shape,
+    gib_text,
+    sampling_plan,
+    training_plan,
+    usable_bytes,
+)
 
 PUBLISHED_CONFIGS = yaml.safe_load((Path(workflow.basedir) / "config/hub_configs.yaml").read_text())
 PRINTED_PLANS = set()
