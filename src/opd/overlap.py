@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 
+from .data import PLACEHOLDER
 from .io import DataError
 
 MARK = re.compile(r"([^\w\s])")  # a character neither of a word nor a space
-PLACEHOLDER = "{problem}"
 SAMPLE = 10_000  # prompts whose words are counted to choose each problem's rarest word
 
 
