@@ -10,7 +10,19 @@ min_version("9.0")
 # The toy world is the default; a study given with --configfile replaces it (config files
 # are deep-merged, so loading both would leak toy models into another study). --config
 # key=value alone edits the default study.
+# Snakemake's reader of a config file says "not valid JSON or YAML" and no more: the
+# default one is read here first, for the file and line (a --configfile is read by Snakemake
+# before this file: scripts/check_config.py names its line).
 if not workflow.overwrite_configfiles:
+    import sys
+
+    sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+    from opd.config import ConfigError, check_config_files
+
+    try:
+        check_config_files([Path(workflow.basedir) / "config/config.yaml"])
+    except ConfigError as e:
+        raise WorkflowError(f"invalid config: {e}") from None
 
     configfile: Path(workflow.basedir) / "config/config.yaml"
 

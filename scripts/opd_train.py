@@ -54,7 +54,7 @@ def main() -> None:
         template=args.template, chat=args.chat, teacher_chat=args.teacher_chat, grading=json.loads(args.grading),
         device=args.device, teacher_dtype=args.teacher_dtype,
         student_dtype=args.student_dtype, trust_remote_code=args.trust_remote_code,
-        teacher_trust_remote_code=args.teacher_trust_remote_code,
+        teacher_trust_remote_code=args.teacher_trust_remote_code, prompts_source=f"prompt set {args.prompts}",
     )
     export(student, tok, run, args.out, args.log_out, settings.keep_final_checkpoint)
     if run.dist.main:

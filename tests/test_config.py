@@ -216,7 +216,9 @@ def test_a_global_seed_is_refused_since_it_would_set_nothing(toy, schema):
         validate_config({**toy, "seed": 5}, schema)
 
 
-@pytest.mark.parametrize("where, value", [("train.seed", 2**63), ("train.seed", -1), ("seeds", list(range(65)))])
+@pytest.mark.parametrize("where, value", [("train.seed", 2**63), ("train.seed", 2**31), ("train.seed", -1),
+                                          ("train.seed", 1e16), ("train.seed", "1e16"), ("train.seed", 5.0),
+                                          ("seeds", list(range(65)))])
 def test_seeds_that_would_overflow_the_samplers_or_the_dag_are_refused_naming_the_key(toy, schema, where, value):
     cfg = copy.deepcopy(toy)
     entry = cfg["experiments"]["opd_new_skill"]
@@ -225,6 +227,67 @@ def test_seeds_that_would_overflow_the_samplers_or_the_dag_are_refused_naming_th
     else:
         entry["train"]["seed"] = value
     with pytest.raises(ConfigError, match=rf"config.experiments.opd_new_skill.{where}"):
+        validate_config(cfg, schema)
+
+
+def test_a_sweeps_seed_beyond_the_bound_is_refused_naming_the_sweep(toy, schema):
+    cfg = without_seeds(toy)
+    cfg["sweeps"]["objective"]["points"]["big_seed"] = {"train.seed": 2**40}
+    with pytest.raises(ConfigError, match=r"config.experiments.objective.big_seed.train.seed: 1099511627776 is greater "
+                                          r"than the maximum of 2147483647 \(made by config.sweeps.objective\)"):
+        validate_config(cfg, schema)
+
+
+def test_a_train_seed_that_seeds_would_overwrite_is_refused(toy, schema):
+    """The first of ``seeds`` is the run's train.seed: one given beside them, or by a sweep
+    point of a base with seeds, was silently replaced (the sweep's points all ran seed 0)."""
+    cfg = copy.deepcopy(toy)
+    cfg["experiments"]["opd_new_skill"]["train"]["seed"] = 7
+    with pytest.raises(ConfigError, match=r"config.experiments.opd_new_skill.train.seed: 7 given beside seeds "
+                                          r"\[0, 1, 2\]"):
+        validate_config(cfg, schema)
+    cfg = copy.deepcopy(toy)
+    cfg["sweeps"]["objective"]["points"]["seed7"] = {"train.seed": 7}
+    with pytest.raises(ConfigError, match=r"config.sweeps.objective.points.seed7: 'train.seed' is set by the seeds of "
+                                          r"its base"):
+        validate_config(cfg, schema)
+
+
+def test_the_largest_seed_gives_step_seeds_every_generator_takes(schema):
+    """The samplers derive seed * 1,000,003 + step (+ 7919 a rank): within 2**63 for a
+    million steps on a thousand ranks, which torch's, vLLM's (torch) and Python's take."""
+    import random
+
+    import torch
+
+    from opd.distributed import Dist
+
+    top = Dist(rank=1023, world=1024).seed(schema["$defs"]["seed"]["maximum"] * 1_000_003 + 10**6)
+    assert top < 2**63
+    torch.Generator().manual_seed(top)
+    random.Random(top)
+
+
+def test_strings_a_yaml_reader_left_are_read_as_the_numbers_they_are_where_the_schema_wants_numbers(toy, schema):
+    """Snakemake reads --config's nested values as strings (eval={sampling: {n: 2}} gives
+    '2'), and PyYAML reads 1e-5 (no dot) as a string: neither is the user's mistake."""
+    cfg = copy.deepcopy(toy)
+    cfg["eval"]["sampling"].update(n="2", temperature="0.5")
+    cfg["experiments"]["opd_new_skill"]["train"].update(lr="1e-5", gradient_checkpointing="true")
+    cfg["experiments"]["opd_new_skill"]["seeds"] = ["0", "1"]
+    cfg["sweeps"]["objective"]["points"]["top4"] = {"objective.k": "4"}  # a sweep's value, checked once expanded
+    validate_config(cfg, schema)
+    assert cfg["eval"]["sampling"]["n"] == 2 and cfg["eval"]["sampling"]["temperature"] == 0.5
+    train = cfg["experiments"]["opd_new_skill"]["train"]
+    assert train["lr"] == 1e-5 and train["gradient_checkpointing"] is True
+    assert cfg["experiments"]["opd_new_skill"]["seeds"] == [0, 1]
+    assert cfg["experiments"]["objective.top4"]["objective"]["k"] == 4
+    cfg = copy.deepcopy(toy)
+    cfg["eval"]["sampling"]["n"] = "two"
+    with pytest.raises(ConfigError, match=r"config.eval.sampling.n: 'two' is not of type 'integer'"):
+        validate_config(cfg, schema)
+    cfg["eval"]["sampling"]["n"] = "2.5"
+    with pytest.raises(ConfigError, match=r"config.eval.sampling.n: 2.5 is not of type 'integer'"):
         validate_config(cfg, schema)
 
 
@@ -289,6 +352,26 @@ def test_a_key_written_twice_in_a_config_file_is_refused(tmp_path):
     path.write_text("sweeps:\n  s:\n    points:\n      a: {objective.k: 4}\n      a: {objective.k: 8}\n")
     with pytest.raises(ConfigError, match=r"study.yaml line 5: key 'a' is given twice \(first on line 4\)"):
         check_config_files([path])
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path, root):
+    import subprocess
+    import sys
+
+    path = tmp_path / "study.yaml"
+    path.write_text("models:\n  s: {toy: {}\n  t: {toy: {}}\n")
+    message = f"{path} line 3, column 3: not valid YAML: expected ',' or '}}', but got '<scalar>' (while parsing a " \
+              "flow mapping, from line 2)"
+    with pytest.raises(ConfigError) as err:
+        check_config_files([path])
+    assert str(err.value) == message
+    # a --configfile is read by Snakemake before the workflow, which says only "not valid JSON or YAML"
+    run = subprocess.run([sys.executable, str(root / "scripts/check_config.py"), str(path)], capture_output=True,
+                         text=True)
+    assert run.returncode == 1 and run.stderr.strip() == f"invalid config: {message}"
+    run = subprocess.run([sys.executable, str(root / "scripts/check_config.py"), str(root / "config/paper.yaml")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 
 
 def test_two_config_files_with_a_study_each_are_refused_but_a_settings_file_is_not(tmp_path, root):

@@ -80,6 +80,20 @@ def test_empty_sets_and_missing_answers_are_data_errors(tmp_path):
     assert local_problems(path, "problem", "answer")[0]["answer"] == "0"  # zero is an answer
 
 
+def test_a_problem_written_twice_is_refused_in_a_benchmark_and_dropped_from_a_training_set(tmp_path):
+    from opd.data import local_problems
+
+    path = tmp_path / "bench.jsonl"
+    path.write_text('{"id": "a", "problem": "Find x.", "answer": "1"}\n{"id": "b", "problem": "1+1", "answer": "2"}\n'
+                    '{"id": "c", "problem": " Find  x.", "answer": "1"}\n')
+    with pytest.raises(DataError, match=r"bench\.jsonl:3: problem 'c' repeats the problem of .*bench\.jsonl:1 "
+                                        r"\(id 'a'\)"):
+        local_problems(path, "problem", "answer", "id")
+    repeats = []
+    assert [r["id"] for r in local_problems(path, "problem", "answer", "id", repeats=repeats)] == ["a", "b"]
+    assert repeats == [(f"{path}:3", "c", f"{path}:1", "a")]
+
+
 def test_a_template_that_leaves_no_problem_is_a_data_error(tmp_path):
     from opd.data import local_problems
 

@@ -129,6 +129,25 @@ def test_a_job_beyond_its_gpu_is_refused_before_submission_naming_the_setting(tm
     assert "memory plan: opd_train s4.1_justrl_teacher:" in out and " of 39.6 GiB per GPU at update" in out
     assert "does not fit; change experiments.s4.1_justrl_teacher.train.gradient_checkpointing" in out
 
+def test_a_gpu_declared_too_small_for_any_setting_names_its_declared_size(tmp_path):
+    """0.01 GiB printed as "of 0.0 GiB", and the refusal named vLLM's share."""
+    def tiny_gpus(config):
+        config["resources"]["rules"]["opd_train"]["gpu_mem_gib"] = 0.01
+        config["experiments"] = {"s4.1_justrl_teacher": config["experiments"]["s4.1_justrl_teacher"]}
+        for key in ("sweeps", "sft", "probes", "continuations"):
+            config[key] = {}
+        config["prompt_sets"].pop("sft_prompts")
+        config["prompt_sets"]["dapo"]["exclude"].remove("sft_prompts")
+        config["prompt_sets"].pop("deepmath")
+
+    run = paper_dry_run(tmp_path, tiny_gpus)
+    assert run.returncode != 0
+    out = run.stdout + run.stderr
+    assert "memory plan: opd_train s4.1_justrl_teacher:" in out and " of 0.0099 GiB per GPU at " in out
+    assert "does not fit; change resources.rules.opd_train.gpu_mem_gib (declared 0.01 GiB; the job needs " in out
+    assert "change experiments.s4.1_justrl_teacher.train.vllm_gpu_memory_utilization" not in out
+
+
 PUBLISHED = yaml.safe_load((ROOT / "config/hub_configs.yaml").read_text())
 PAPER_OPD = {**OPD, "precision": "bf16", "deepspeed": "zero2", "gradient_checkpointing": True,
              "max_tokens_per_micro_batch": 32768, "chunk_size": 512, "max_prompt_tokens": 1024,

@@ -348,3 +348,18 @@ def test_the_recipe_gives_the_teacher_its_own_rendering_of_each_prompt(tmp_path,
     assert len(prompts) == 4 and all(p in chat for p in prompts)
     assert teacher_prompts == [bare[chat.index(p)] for p in prompts]
     assert read_json(tmp_path / "run" / "fingerprint.json")["chat"] == {"student": "chat", "teacher": "bare"}
+
+
+def test_a_prompt_set_smaller_than_a_step_is_refused_before_any_model_is_loaded(tmp_path):
+    import opd.train.opd as recipe
+    from opd.data import toy_problems
+    from opd.chat import ChatFormat
+    from opd.losses import Objective
+
+    settings = recipe.OPDSettings(steps=1, prompts_per_step=24)
+    with pytest.raises(ValueError, match=r"^prompt set results/data/prompts/p.jsonl: 1 prompts, fewer than "
+                                         r"train.prompts_per_step \(24\)"):
+        recipe.train(str(tmp_path / "no_student"), str(tmp_path / "no_teacher"), toy_problems(1, 1, 1, 2, "p"), {},
+                     settings, Objective(), tmp_path / "run", template="{problem}", chat=ChatFormat(template=False),
+                     teacher_chat=ChatFormat(template=False), grading={},
+                     prompts_source="prompt set results/data/prompts/p.jsonl")

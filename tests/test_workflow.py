@@ -382,6 +382,28 @@ def test_command_line_config_alone_edits_the_default_study(tmp_path):
     assert "missing key" not in run.stdout + run.stderr
 
 
+def test_nested_command_line_values_are_read_as_the_numbers_they_are(tmp_path):
+    """Snakemake reads --config's nested values as strings: n: 2 arrived as '2'."""
+    run = snakemake(tmp_path, "results/eval/student/shared.json", "-n", "-p", "--config",
+                    "eval={sampling: {n: 2, temperature: 1e-1}}", "base_eval={models: [student], benchmarks: [shared]}")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (command,) = shell_commands(run.stdout, "eval_model")
+    assert '"n": 2,' in command and '"temperature": 0.1' in command
+
+
+def test_a_yaml_error_in_the_default_config_names_its_line(tmp_path):
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for part in ("Snakefile", "workflow", "scripts", "src", "config", "envs"):
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, clone / part)
+    default = clone / "config/config.yaml"
+    default.write_text(default.read_text().replace("seed_runs: first", "seed_runs: first\n  bad: indent", 1))
+    run = snakemake(tmp_path, "-n", snakefile=clone / "Snakefile")
+    assert run.returncode != 0
+    assert f"invalid config: {default} line 11, column 6: not valid YAML: mapping values are not allowed here" in \
+        run.stdout + run.stderr
+
+
 def test_two_studies_in_two_config_files_are_refused(tmp_path):
     run = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config/paper.yaml"), str(ROOT / "config/config.yaml"))
     assert run.returncode != 0
@@ -402,8 +424,24 @@ def test_missing_local_model_is_reported_before_running(tmp_path):
     cfg = write_config(tmp_path / "config.yaml", config)
     run = snakemake(tmp_path, "--configfile", str(cfg), "-n")
     assert run.returncode != 0
-    assert "Missing input files" in run.stdout + run.stderr
-    assert "no_such_model" in run.stdout + run.stderr
+    assert f"invalid config: config.models.gone.path: {tmp_path / 'no_such_model'} does not exist" in \
+        run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("missing, message", [("config.json", "has no config.json"),
+                                              ("tokenizer.json", "has no tokenizer files (one of tokenizer.json")])
+def test_a_model_directory_missing_a_file_is_refused_by_the_dry_run_naming_the_key_and_file(
+        tmp_path, tiny_model_dir, missing, message):
+    model = tmp_path / "mirror"
+    shutil.copytree(tiny_model_dir, model)
+    for name in [missing] + (["vocab.json", "tokenizer.model"] if missing == "tokenizer.json" else []):
+        (model / name).unlink(missing_ok=True)
+    config = base_only(tiny_config())
+    config["models"] = {"mirror": {"path": str(model)}}
+    cfg = write_config(tmp_path / "config.yaml", config)
+    run = snakemake(tmp_path, "--configfile", str(cfg), "-n")
+    assert run.returncode != 0
+    assert f"invalid config: config.models.mirror.path: {model} {message}" in run.stdout + run.stderr
 
 
 def test_lint_is_clean():

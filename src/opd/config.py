@@ -7,7 +7,6 @@ raised before Snakemake schedules any job.
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import math
 import re
@@ -18,12 +17,22 @@ import yaml
 
 from .analysis.findings import declaration_error
 from .chat import entry_error as chat_error
+from .config_errors import ConfigError
+from .config_errors import key as _key
+from .config_points import (  # noqa: F401 (the workflow imports them from here)
+    check_seeds_beside_seed,
+    dotted,
+    expand_seeds,
+    expand_sweeps,
+    point_experiment,
+    point_name,
+    seed_run,
+    seed_runs,
+    sweep_points,
+)
+from .config_values import read_typed_strings
 from .launch import builtin_deepspeed_configs, deepspeed_path, slurm_extra_error
 from .toy.task import distinct_questions
-
-
-class ConfigError(ValueError):
-    pass
 
 
 MULTI_NODE_RULES = ("opd_train", "sft")  # the rules whose scripts run one process per GPU
@@ -47,11 +56,11 @@ def _with_defaults(cls):
     return jsonschema.validators.extend(cls, {"properties": properties})
 
 
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
-
-
-def _key(path) -> str:
-    return ".".join(["config", *map(str, path)])
+# an integer is an int: 5.0 passes JSON Schema's integer, and a seed of 1e16 (a float) would
+# overflow the samplers; settings that count or index fail at job time on a float
+_STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+_Validator = _with_defaults(jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES))
 
 
 def _message(err: jsonschema.ValidationError) -> str:
@@ -86,6 +95,7 @@ def validate_config(config: dict, schema: dict, rule_names: tuple[str, ...] = ()
     if "seed" in config:
         raise ConfigError("config.seed: a study has no global seed (this key set nothing); seeds are given where "
                           "they act: experiments' train.seed and seeds, sweeps' seeds, sampling.seed, toy recipes' seed")
+    check_seeds_beside_seed(config)
     _check_schema(config, schema)
     origin = expand_sweeps(config)
     origin.update(expand_seeds(config))
@@ -121,11 +131,11 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def check_config_files(paths) -> None:
-    """Checks of the files themselves, which the merged config cannot show: a key written
-    twice in one mapping, and two files that each define a study (Snakemake deep-merges
-    every --configfile, which would join two studies into one DAG). A file with ``extends``
-    adds to the study of the file it names, which must come before it, and may add names
-    but not change the ones that study defines."""
+    """Checks of the files themselves, which the merged config cannot show: YAML that does
+    not parse (file and line), a key written twice in one mapping, and two files that each
+    define a study (Snakemake deep-merges every --configfile, which would join two studies
+    into one DAG). A file with ``extends`` adds to the study of the file it names, which
+    must come before it, and may add names but not change the ones that study defines."""
     studies, loaded = [], []
     for path in paths:
         data = _read_config_file(path)
@@ -143,11 +153,17 @@ def check_config_files(paths) -> None:
 
 
 def _read_config_file(path) -> dict:
+    """A config file's mapping; YAML that does not parse is an error naming the file and line."""
     with open(path) as f:
         loader = _StrictLoader(f)
         loader.name = str(path)
         try:
             data = loader.get_single_data() or {}
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            context = f" ({e.context}, from line {e.context_mark.line + 1})" if e.context and e.context_mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML: {e.problem}{context}") from None
         finally:
             loader.dispose()
     return data if isinstance(data, dict) else {}
@@ -187,127 +203,10 @@ def _check_deepspeed(config: dict) -> None:
 
 
 def _check_schema(config: dict, schema: dict) -> None:
+    read_typed_strings(config, _Validator(schema))  # --config's nested '2', PyYAML's '1e-6'
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError(_message(jsonschema.exceptions.best_match(errors)))
-
-
-def point_name(sweep: str, overrides: dict) -> str:
-    """``<sweep>.<setting>-<value>[_...]``, e.g. ``topk_k.k-16`` or ``lr.lr-1e-05``."""
-    def slug(value) -> str:
-        return re.sub(r"[^A-Za-z0-9.-]+", "", str(value).replace(" ", "-")) or "x"
-
-    return f"{sweep}." + "_".join(f"{key.rsplit('.', 1)[-1]}-{slug(v)}" for key, v in overrides.items())
-
-
-def dotted(overrides: dict, prefix: str = "") -> dict:
-    """``{objective: {k: 2}}`` as ``{objective.k: 2}``: a point changes the settings it names
-    and keeps the base's others (a mapping does not replace the whole section)."""
-    flat = {}
-    for key, value in overrides.items():
-        if isinstance(value, dict) and value:
-            flat.update(dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def sweep_points(name: str, sweep: dict) -> dict[str, dict]:
-    """{point name: {dotted setting: value}}: the grid's combinations, then the named points,
-    mappings spelled out as dotted settings. Two points of one name (grid values that read
-    alike, a named point called like a grid point) are an error, not one point silently
-    replacing the other."""
-    grid = sweep.get("grid", {})
-    combos = [dotted(dict(zip(grid, values))) for values in itertools.product(*grid.values())] if grid else []
-    points: dict[str, dict] = {}
-    for overrides in combos:
-        point = point_name(name, overrides)
-        if point in points:
-            raise ConfigError(f"{_key(['sweeps', name, 'grid'])}: {points[point]} and {overrides} both make the "
-                              f"point {point!r}")
-        points[point] = overrides
-    for p, overrides in sweep.get("points", {}).items():
-        overrides = dotted(overrides)
-        if f"{name}.{p}" in points:
-            raise ConfigError(f"{_key(['sweeps', name, 'points', p])}: the grid's point {points[f'{name}.{p}']} "
-                              f"has this name too")
-        points[f"{name}.{p}"] = overrides
-    return points
-
-
-def point_experiment(config: dict, sweep: str, point: str) -> str:
-    """The experiment that serves a sweep point: its own, or the base experiment when the
-    point changes nothing (e.g. k=16 in a k sweep over a top-16 base)."""
-    return point if point in config["experiments"] else config["sweeps"][sweep]["base"]
-
-
-def expand_sweeps(config: dict) -> dict[str, str]:
-    """Add every sweep point to ``config.experiments`` as an experiment: a copy of the
-    base experiment with the point's settings changed. Returns {point: sweep}."""
-    origin = {}
-    for name, sweep in config.get("sweeps", {}).items():
-        base = config["experiments"].get(sweep["base"])
-        if base is None or sweep["base"] in origin:
-            raise ConfigError(f"{_key(['sweeps', name, 'base'])}: no experiment named {sweep['base']!r}")
-        points = sweep_points(name, sweep)
-        grid_points = set(points) - {f"{name}.{p}" for p in sweep.get("points", {})}
-        if not points:
-            raise ConfigError(f"{_key(['sweeps', name])}: give a grid or points")
-        for point, overrides in points.items():
-            entry = copy.deepcopy(base)
-            entry["section"] = sweep.get("section") or base.get("section")
-            for setting, value in overrides.items():
-                *parents, leaf = setting.split(".")
-                target = entry
-                for part in parents:
-                    target = target.get(part) if isinstance(target, dict) else None
-                # a setting of the base; in a mapping the base leaves empty (an override such as
-                # `sampling: {}`) any key, which the schema then checks
-                if not isinstance(target, dict) or (leaf not in target and target):
-                    where = "grid" if point in grid_points else f"points.{point.split('.', 1)[1]}"
-                    raise ConfigError(f"{_key(['sweeps', name, where])}: {setting!r} is not an experiment setting")
-                target[leaf] = copy.deepcopy(value)
-            if entry == {**base, "section": entry["section"]}:
-                continue  # the base experiment itself: its run serves this point (see point_experiment)
-            if point in config["experiments"]:
-                raise ConfigError(f"{_key(['sweeps', name])}: point {point!r} is also an experiment's name")
-            if sweep.get("seeds"):
-                entry["seeds"] = list(sweep["seeds"])
-            config["experiments"][point] = entry
-            origin[point] = f"sweeps.{name}"
-    return origin
-
-
-def seed_run(experiment: str, seed: int) -> str:
-    return f"{experiment}.seed{seed}"
-
-
-def seed_runs(config: dict) -> dict[str, dict[int, str]]:
-    """{experiment: {seed: run}} for the experiments with ``seeds``; the first seed's run
-    is the experiment itself. With ``seed_runs: first``, only that run."""
-    every = config.get("seed_runs", "all") == "all"
-    return {name: {s: name if i == 0 else seed_run(name, s) for i, s in enumerate(e["seeds"][:None if every else 1])}
-            for name, e in config["experiments"].items() if e.get("seeds")}
-
-
-def expand_seeds(config: dict) -> dict[str, str]:
-    """An experiment with ``seeds`` [s0, s1, ...] trains with ``train.seed`` s0, and a copy
-    named ``<experiment>.seed<s>`` trains with each other seed (a copy's own ``seeds`` is
-    null, so it is one run). Returns {copy: what made it}."""
-    origin = {}
-    for name, runs in seed_runs(config).items():
-        entry = config["experiments"][name]
-        entry.setdefault("train", {})["seed"] = entry["seeds"][0]
-        for seed, run in list(runs.items())[1:]:
-            if run in config["experiments"]:
-                raise ConfigError(f"{_key(['experiments', name, 'seeds'])}: seed {seed}'s run {run!r} is also an "
-                                  "experiment's name")
-            copy_ = copy.deepcopy(entry)
-            copy_["seeds"] = None
-            copy_["train"]["seed"] = seed
-            config["experiments"][run] = copy_
-            origin[run] = f"experiments.{name}.seeds"
-    return origin
 
 
 def _check_sources(config: dict) -> None:

@@ -50,10 +50,13 @@ def strip_template(text: str, template: str, source: str) -> str:
 
 
 def normalise_rows(rows, source: str, problem_key: str, answer_key: str | None, id_key: str | None = None,
-                   where: dict | None = None, template: str | None = None) -> list[dict]:
+                   where: dict | None = None, template: str | None = None, repeats: list | None = None) -> list[dict]:
     """Map a dataset's own columns onto ``id``/``problem``/``answer`` (``answer`` None for a
-    prompt-only set, e.g. the cold start's); rows not matching ``where`` are skipped."""
-    out = []
+    prompt-only set, e.g. the cold start's); rows not matching ``where`` are skipped. A
+    problem written twice (spacing aside; case can matter in math) is refused, naming both
+    rows; given a ``repeats`` list, the later copies are dropped and listed there instead
+    (training sets: OpenThoughts3 holds each math question with up to 16 answers)."""
+    out, first = [], {}
     for i, row in enumerate(rows, start=1):
         at = f"{source}:{i}"
         if where and any(column(row, k, at) != v for k, v in where.items()):
@@ -68,11 +71,21 @@ def normalise_rows(rows, source: str, problem_key: str, answer_key: str | None, 
                 ident = f" (id {column(row, id_key, at)})" if id_key else ""
                 raise DataError(f"{at}: {answer_key!r} holds no answer{ident}: {answer!r:.80}")
             answer = str(answer)
-        out.append({
+        entry = {
             "id": str(column(row, id_key, at)) if id_key else str(i - 1),
             "problem": strip_template(problem, template, at) if template else problem,
             "answer": answer,
-        })
+        }
+        key = " ".join(entry["problem"].split())
+        if key in first:
+            first_at, first_id = first[key]
+            if repeats is None:
+                raise DataError(f"{at}: problem {entry['id']!r} repeats the problem of {first_at} (id {first_id!r}); "
+                                "a benchmark scores each problem once")
+            repeats.append((at, entry["id"], first_at, first_id))
+            continue
+        first[key] = (at, entry["id"])
+        out.append(entry)
     if not out:
         raise DataError(f"{source}: no problems" + (f" where {where}" if where else ""))
     return out

@@ -158,11 +158,25 @@ class Plan:
     def fits(self) -> bool:
         return not self.refusal and (self.gpu_bytes is None or self.peak <= self.gpu_bytes)
 
+    @property
+    def floor(self) -> float:
+        """What no setting of the job itself can lower: its smallest phase (training), or the
+        CUDA runtime and the weights (sampling). A GPU below it is too small, whatever the
+        batch sizes or vLLM's share."""
+        if self.phases:
+            return min(sum(p.values()) for p in self.phases.values())
+        return self.parts.get("runtime", 0) + self.parts.get("weights", 0)
+
     def line(self) -> str:
         parts = ", ".join(f"{k} {v / GiB:.1f}" for k, v in self.parts.items() if v >= 0.05 * GiB)
-        of = f" of {self.gpu_bytes / GiB:.1f}" if self.gpu_bytes else ""
+        of = f" of {gib_text(self.gpu_bytes)}" if self.gpu_bytes else ""
         note = "".join(f"; {t}" for t in (self.note, self.refusal) if t)
         return f"{self.job}: {self.peak / GiB:.1f}{of} GiB per GPU at {self.peak_phase} ({parts}){note}"
+
+
+def gib_text(size: float) -> str:
+    """Bytes in GiB: one decimal, two significant digits below 1 GiB (not "0.0")."""
+    return f"{size / GiB:.1f}" if size >= 0.95 * GiB else f"{size / GiB:.2g}"
 
 
 def micro_batch_tokens(seq_len: int, micro_batch_size: int, max_tokens: int | None) -> int:

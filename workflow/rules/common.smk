@@ -1,6 +1,7 @@
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from opd.config import (  # noqa: E402
     validate_config,
 )
 from opd.launch import launch_prefix, slurm_resources  # noqa: E402
+from opd.model_dirs import local_model_errors  # noqa: E402
 from opd.partitions import check_partitions, parse_sinfo, read_sinfo  # noqa: E402
 from opd.memory_plan import PROMPT_TOKENS  # noqa: E402
 
@@ -64,6 +66,8 @@ try:
     )
 except ConfigError as e:
     raise WorkflowError(f"invalid config: {e}") from None
+if MODEL_DIR_ERRORS := local_model_errors(config):  # a path: model missing a file, before any job
+    raise WorkflowError(f"invalid config: {'; '.join(MODEL_DIR_ERRORS)}")
 
 BUILT_MODELS = [m for m, entry in config["models"].items() if "toy" in entry or "tiny" in entry]
 SWEEPS = {name: sweep_points(name, sweep) for name, sweep in config["sweeps"].items()}  # {sweep: {point: overrides}}
@@ -191,6 +195,28 @@ def problem_file(name):
     if name in config["benchmarks"]:
         return f"results/data/benchmarks/{name}.jsonl"
     return f"results/data/prompts/{name}.jsonl"
+
+
+# the prompt sets OPD or SFT trains on: each is checked against every benchmark of the study
+TRAINING_SETS = {entry["prompts"] for kind in ("experiments", "sft") for entry in config[kind].values()}
+
+
+def overlap_benchmarks(name):
+    """The benchmarks whose problems a prompt set is checked for (opd.overlap): every one of
+    the study for a set that is trained on, else those it excludes."""
+    if name in TRAINING_SETS:
+        return list(config["benchmarks"])
+    return [b for b in config["prompt_sets"][name]["exclude"] if b in config["benchmarks"]]
+
+
+def overlap_flags(name):
+    """``--benchmark`` for each of them, and ``--template`` for each prompt template a
+    benchmark's problems may be written in (the study's, not an experiment's: those are
+    applied at training, and a problem inside any template is found by containment)."""
+    templates = sorted({config["eval"]["prompt_template"],
+                        *(b["prompt_template"] for b in config["benchmarks"].values() if b["prompt_template"])})
+    return " ".join([*(f"--benchmark {shlex.quote(f'{b}={problem_file(b)}')}" for b in overlap_benchmarks(name)),
+                     *(f"--template {shlex.quote(t)}" for t in templates)])
 
 
 def experiment_benchmarks(name):

@@ -52,10 +52,12 @@ rule prepare_benchmark:
 
 
 rule prepare_prompts:
-    """Training prompts, with the problems of the sets named in `exclude` removed."""
+    """Training prompts, with the problems of the sets named in `exclude` removed, and checked
+    against every benchmark of the study if OPD or SFT trains on them."""
     input:
         local=lambda wc: local_data(config["prompt_sets"][wc.prompt_set]),
         exclude=lambda wc: [problem_file(n) for n in config["prompt_sets"][wc.prompt_set]["exclude"]],
+        benchmarks=lambda wc: [problem_file(b) for b in overlap_benchmarks(wc.prompt_set)],
         script=script_path("prepare_problems.py"),
     output:
         prompts="results/data/prompts/{prompt_set}.jsonl",
@@ -64,6 +66,7 @@ rule prepare_prompts:
         spec=lambda wc: as_json(problem_spec(config["prompt_sets"][wc.prompt_set])),
         exclude=lambda wc, input: " ".join(f"--exclude {f}" for f in input.exclude),
         dedup=lambda wc: as_json(dedup_spec(config["prompt_sets"][wc.prompt_set])),
+        overlap=lambda wc: overlap_flags(wc.prompt_set),
     log:
         "logs/prepare_prompts/{prompt_set}.log",
     threads: rule_threads("prepare_prompts")
@@ -73,5 +76,5 @@ rule prepare_prompts:
         "../../envs/rollout.yaml"
     shell:
         "python {input.script:q} --name {wildcards.prompt_set:q} --spec {params.spec:q} {params.exclude} "
-        "--dedup {params.dedup:q} "
+        "--dedup {params.dedup:q} {params.overlap} --drop-repeats "
         "--out {output.prompts} --report {output.report} > {log} 2>&1"

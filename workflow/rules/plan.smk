@@ -5,7 +5,15 @@ import yaml
 
 from opd.disk_plan import line as disk_line, run_disk, study_line  # noqa: E402
 from opd.launch import deepspeed_path  # noqa: E402
-from opd.memory_plan import GiB, PROMPT_TOKENS, entry_shape, sampling_plan, training_plan, usable_bytes  # noqa: E402
+from opd.memory_plan import (  # noqa: E402
+    GiB,
+    PROMPT_TOKENS,
+    entry_shape,
+    gib_text,
+    sampling_plan,
+    training_plan,
+    usable_bytes,
+)
 
 PUBLISHED_CONFIGS = yaml.safe_load((Path(workflow.basedir) / "config/hub_configs.yaml").read_text())
 PRINTED_PLANS = set()
@@ -108,6 +116,15 @@ def job_plan(rule_name, wc):
                              sampling_for(config, wc.benchmark)["max_new_tokens"])
 
 
+def gpu_size_hint(rule_name, plan):
+    """The declared GPU size, where it is below what no setting of the job can lower."""
+    declared = resources_for(config, rule_name, BUILTIN_RESOURCES)["gpu_mem_gib"]
+    own = config["resources"]["rules"].get(rule_name, {}).get("gpu_mem_gib") is not None
+    key = f"resources.rules.{rule_name}.gpu_mem_gib" if own else "resources.default.gpu_mem_gib"
+    return (f"{key} (declared {declared:g} GiB; the job needs {gib_text(plan.floor)} GiB per GPU at its smallest "
+            f"phase, whatever its batch sizes) or the rule's gpus")
+
+
 def memory_checked(rule_name):
     """An input function (no files) that plans the job when the DAG is built: printed once
     by a dry run; a job that does not fit its GPU is refused with the setting to change."""
@@ -119,6 +136,8 @@ def memory_checked(rule_name):
         if found is None:
             return []
         plan, hint = found
+        if not plan.fits() and plan.gpu_bytes and plan.floor > plan.gpu_bytes:
+            hint = gpu_size_hint(rule_name, plan)
         if not plan.fits():
             raise WorkflowError(f"memory plan: {plan.line()}: does not fit; change {hint}")
         if workflow.dryrun and plan.line() not in PRINTED_PLANS:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .. import distributed
-from ..batching import epoch_permutation, pack
+from ..batching import epoch_permutation
 from ..chat import ChatFormat
 from ..data import prompt_token_ids
 from ..device_memory import PhaseMemory
@@ -167,12 +167,13 @@ def check_tokenizers(student_tok, teacher_tok, student: str, teacher: str) -> No
 def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks: dict[str, list[dict]],
           settings: OPDSettings, objective: Objective, run_dir: str | Path, *, template: str, chat: ChatFormat,
           teacher_chat: ChatFormat, grading: dict, device: str = "cpu", teacher_dtype: str = "float32",
-          student_dtype: str = "float32", trust_remote_code: bool = False, teacher_trust_remote_code: bool = False):
+          student_dtype: str = "float32", trust_remote_code: bool = False, teacher_trust_remote_code: bool = False,
+          prompts_source: str = "prompts"):
     """Train; returns (student, tokenizer, run dir) for the caller to save. On SIGTERM or
     SIGUSR2 it checkpoints and exits with EXIT_REQUEUE. ``student_dtype`` is the model's own
     dtype, which a vLLM rollout engine samples in. Each model renders prompts with its own
     tokenizer's chat template and its own ``*chat`` settings, and runs remote code only if
-    its own ``*trust_remote_code`` says so."""
+    its own ``*trust_remote_code`` says so. ``prompts_source`` names the prompts in errors."""
     stop = StopFlag()
     t_start = time.perf_counter()
     # the loss scores the distribution the rollouts were sampled from, as the released code
@@ -182,6 +183,10 @@ def train(student_path: str, teacher_path: str, prompts: list[dict], benchmarks:
     if settings.prompts_per_step < dist.world:
         raise ValueError(f"train.prompts_per_step ({settings.prompts_per_step}) is below the {dist.world} ranks: "
                          "every rank needs a prompt")
+    if len(prompts) < settings.prompts_per_step:
+        raise ValueError(f"{prompts_source}: {len(prompts)} prompts, fewer than train.prompts_per_step "
+                         f"({settings.prompts_per_step}): each step would train on some prompts several times; "
+                         "lower prompts_per_step or give the set more prompts")
     device = dist.device(device)
     tok = load_tokenizer(student_path, trust_remote_code)
     teacher_tok = load_tokenizer(teacher_path, teacher_trust_remote_code)
