@@ -20,7 +20,10 @@ from workflow_utils import ROOT, job_counts, snakemake
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
 SAMPLING_RULES = ("eval_model", "teacher_rollouts")
+# the plugin without its fixed pauses (the launcher's docstring says which); the other SLURM tests run it as shipped
+PROMPT = (str(ROOT / "tests/slurm/snakemake_prompt_polling.py"),)
 TRAINING_RULES = ("opd_train", "sft")
+ONE_GPU_RULES = ("probe_teachers", "teacher_continuation")
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +38,30 @@ def rehearsal(cluster, tmp_path_factory):
                    capture_output=True)
     args = ["--profile", "slurm", "--configfile", str(ROOT / "config/rehearsal.yaml"),
             "--workflow-profile", str(ROOT / "tests/slurm/profile")]
-    run = snakemake(workdir, *args, timeout=2400)
+    run = snakemake(workdir, *args, timeout=2400, entry=PROMPT)
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     return workdir, run.stdout + run.stderr, args
 
 
-def test_every_job_completed_on_the_cluster(rehearsal):
+def test_every_job_went_through_sbatch_with_its_partition_gpus_and_flags(rehearsal):
+    """Each job of the study one sbatch submission, COMPLETED in sacct: GPU jobs on the `gpu`
+    partition with their GPUs, on one node and requeue-able; the others on `cpu` without
+    GPUs; the tables and figures beside Snakemake (local rules)."""
     _, output, _ = rehearsal
-    records = sacct(slurm_job_ids(output))
-    assert records and all(r["State"] == "COMPLETED" for r in records), records
+    ids = slurm_job_ids(output)
+    records = sacct(ids)
+    assert records and len(records) == len(ids) and all(r["State"] == "COMPLETED" for r in records), records
     rules = {r["rule"] for r in records}
     assert {"build_qwen_tokenizer", "prepare_model", "prepare_benchmark", "prepare_prompts", *SAMPLING_RULES,
-            *TRAINING_RULES, "probe_teachers", "teacher_continuation"} <= rules
+            *TRAINING_RULES, *ONE_GPU_RULES} <= rules
+    assert not rules & {"tables", "figure", "sweep_table", "rollout_auroc"}  # local rules
     for r in records:
-        if r["rule"] in TRAINING_RULES:
-            assert "gres/gpu=2" in r["AllocTRES"], r
+        if r["rule"] in (*SAMPLING_RULES, *TRAINING_RULES, *ONE_GPU_RULES):
+            gpus = 2 if r["rule"] in TRAINING_RULES else 1
+            assert r["Partition"] == "gpu" and f"gres/gpu={gpus}" in r["AllocTRES"], r
+            assert "--nodes=1" in r["SubmitLine"] and "--requeue" in r["SubmitLine"], r
+        else:
+            assert r["Partition"] == "cpu" and "gres/gpu" not in r["AllocTRES"], r
 
 
 def test_sampling_used_vllm_and_training_used_zero2_on_two_ranks(rehearsal):
@@ -98,7 +110,7 @@ def test_the_canary_runs_each_job_shape_on_the_cluster_once_and_tables_it(rehear
     OPD shapes on two ranks, the SFT, the teacher rollouts, three evaluation shapes), each
     COMPLETED in sacct, never retried; the table sets memory and speeds beside the plans."""
     workdir, _, args = rehearsal
-    run = snakemake(workdir, *args, "canary", timeout=1800)
+    run = snakemake(workdir, *args, "canary", timeout=1800, entry=PROMPT)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-6000:]
     assert "Trying to restart" not in output

@@ -23,9 +23,11 @@ def job_env() -> dict:
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 900, env_extra: dict | None = None,
-              snakefile: Path = ROOT / "Snakefile") -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile),
-           "--directory", str(workdir), *args]
+              snakefile: Path = ROOT / "Snakefile", entry: tuple[str, ...] = ("-m", "snakemake")
+              ) -> subprocess.CompletedProcess:
+    """``entry``: how Python starts Snakemake (tests/slurm/snakemake_prompt_polling.py for
+    the test cluster's long runs)."""
+    cmd = [sys.executable, *entry, "--snakefile", str(snakefile), "--directory", str(workdir), *args]
     env = {k: v for k, v in {**job_env(), **(env_extra or {})}.items() if v is not None}  # None: unset
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
