@@ -15,6 +15,23 @@ def root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def schema():
+    from opd.config import load_schema
+
+    return load_schema(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+@pytest.fixture
+def toy():
+    """The toy config as a user edits it: each entry on its own (not shared by anchors)."""
+    import json
+
+    import yaml
+
+    return json.loads(json.dumps(yaml.safe_load((ROOT / "config/config.yaml").read_text())))
+
+
+@pytest.fixture(scope="session")
 def tokenizer(tmp_path_factory):
     from opd.models import load_tokenizer
     from opd.toy.tokenizer import save_tokenizer

@@ -9,7 +9,6 @@ from opd.config import (
     ConfigError,
     base_eval_pairs,
     check_config_files,
-    load_schema,
     resources_for,
     sampling_for,
     seed_runs,
@@ -17,15 +16,6 @@ from opd.config import (
 )
 
 
-@pytest.fixture(scope="module")
-def schema(root):
-    return load_schema(root / "workflow/schemas/config.schema.yaml")
-
-
-@pytest.fixture
-def toy(root):
-    """The toy config as a user edits it: each entry on its own (not shared by anchors)."""
-    return json.loads(json.dumps(yaml.safe_load((root / "config/config.yaml").read_text())))
 
 
 def test_default_config_validates_and_gets_defaults(toy, schema):

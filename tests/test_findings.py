@@ -10,7 +10,7 @@ import yaml
 
 from opd.analysis.findings import FINDINGS, judge, judge_findings, run_refs
 from opd.analysis.tables import findings_table, with_seeds
-from opd.config import ConfigError, load_schema, validate_config
+from opd.config import ConfigError, validate_config
 
 
 def run(before: float, after: float, teacher: float = 0.9, first: float = 0.7, last: float = 0.9,
@@ -211,14 +211,6 @@ def test_the_table_states_runs_figures_rule_and_verdict_per_finding():
     assert "| 3 | reverse | " in table and "| **not run**: no runs named (config findings.reverse) |" in table
 
 
-@pytest.fixture(scope="module")
-def schema(root):
-    return load_schema(root / "workflow/schemas/config.schema.yaml")
-
-
-@pytest.fixture
-def toy(root):
-    return json.loads(json.dumps(yaml.safe_load((root / "config/config.yaml").read_text())))
 
 
 def test_the_toy_world_declares_its_findings_with_the_rules_defaults(toy, schema):

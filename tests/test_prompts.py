@@ -6,13 +6,9 @@ import pytest
 import yaml
 
 from opd.chat import ChatFormat
-from opd.config import ConfigError, load_schema, validate_config
+from opd.config import ConfigError, validate_config
 from opd.data import fill_template, render_prompt
 
-
-@pytest.fixture(scope="module")
-def schema(root):
-    return load_schema(root / "workflow/schemas/config.schema.yaml")
 
 
 def minimal(**eval_settings):
