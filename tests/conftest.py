@@ -7,6 +7,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # each of the workers one thread of torch's (and of the jobs it starts): a pool per worker
+    # as wide as the machine would spin against the other worker's
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -111,3 +115,15 @@ def install_profile(config_home: Path) -> Path:
     subprocess.run(["bash", "-c", step], cwd=ROOT, check=True, env={**os.environ, "XDG_CONFIG_HOME": str(config_home)})
     assert (config_home / "snakemake/slurm/config.yaml").exists()
     return config_home
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the tests that share a costly session fixture run on one worker:
+    the live cluster (one per machine: /etc/slurm) and the tiny study (built once)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "cluster" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+        elif "study" in item.fixturenames and "study" not in params:
+            item.add_marker(pytest.mark.xdist_group("study"))

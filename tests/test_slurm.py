@@ -22,7 +22,7 @@ import pytest
 import torch
 import slurm_cluster
 from slurm_cluster import sacct, slurm_job_ids
-from workflow_utils import ROOT, job_env, snakemake, tiny_config, write_config
+from workflow_utils import PROMPT_POLLING, ROOT, job_env, snakemake, tiny_config, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
@@ -129,14 +129,17 @@ def test_a_preempted_two_rank_job_requeues_itself_resumes_and_ends_as_an_uninter
 
 
 def test_a_failing_job_fails_its_rule_clearly_and_leaves_no_output(cluster, tmp_path):
-    broken = tmp_path / "broken_model"
+    broken = tmp_path / "broken_model"  # every file a model directory needs (the DAG checks that), one broken
     broken.mkdir()
     (broken / "config.json").write_text("{ not json")
+    (broken / "tokenizer.json").write_text("{}")
+    (broken / "model.safetensors").write_bytes(b"")
     config = tiny_config()
     config = {"models": {"broken": {"path": str(broken)}},
               "benchmarks": {"easy": config["benchmarks"]["easy"]}, "eval": config["eval"]}
     cfg = write_config(tmp_path / "config.yaml", on_cluster(config))
-    run = snakemake(tmp_path, *profile_args(cfg))  # the profile's own retry policy
+    # the profile's own retry policy (the plugin's fixed pauses out: the requeue test runs it as shipped)
+    run = snakemake(tmp_path, *profile_args(cfg), entry=PROMPT_POLLING)
     output = run.stdout + run.stderr
     assert run.returncode != 0
     assert "Error in rule eval_model" in output

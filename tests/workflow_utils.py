@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Snakemake with the SLURM plugin's fixed pauses taken out (the launcher's docstring says which)
+PROMPT_POLLING = (str(ROOT / "tests/slurm/snakemake_prompt_polling.py"),)
 
 
 def job_env() -> dict:

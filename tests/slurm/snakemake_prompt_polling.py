@@ -1,13 +1,13 @@
 """`python -m snakemake` with the SLURM executor plugin's two fixed waits taken out, for the
-test cluster's bigger runs (the dress rehearsal).
+test cluster's runs whose waits test nothing (the dress rehearsal, a bug that fails once).
 
 The plugin (2.6) sleeps 5 s before every `sbatch` and, after each status check that sees no
 job finish, waits 10 s longer before the next one (up to 180 s): sensible on a cluster whose
 jobs run for hours, but on the test cluster, whose jobs take seconds, they add minutes to a
 40-job study without testing anything. Here the pause before `sbatch` is gone and the
 interval stays at the profile's `slurm-init-seconds-before-status-checks`. Submission, the
-sbatch flags, status from `sacct` and everything else are the plugin's own; the other SLURM
-tests run it exactly as shipped.
+sbatch flags, status from `sacct` and everything else are the plugin's own; the preemption
+test (tests/test_slurm.py) runs it exactly as shipped.
 """
 
 import sys
