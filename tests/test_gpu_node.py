@@ -169,6 +169,11 @@ def test_deepspeed_bf16_accumulates_and_reduces_gradients_in_fp32(tmp_path, root
     cfg = deepspeed_config("zero2", 1.0, "bf16")
     assert cfg["data_types"]["grad_accum_dtype"] == "fp32" and cfg["communication_data_type"] == "fp32"
     assert "data_types" not in deepspeed_config("zero2", 1.0, "fp32")
+    # buckets: the file's 2e8 elements for a 1.5B model, no more than a tiny model holds
+    zero = deepspeed_config("zero2", 1.0, "fp32", parameters=1_500_000_000)["zero_optimization"]
+    assert zero["reduce_bucket_size"] == zero["allgather_bucket_size"] == 200_000_000
+    zero = deepspeed_config("zero2", 1.0, "fp32", parameters=30_000)["zero_optimization"]
+    assert zero["reduce_bucket_size"] == zero["allgather_bucket_size"] == 30_000
     script = tmp_path / "zero2_bf16.py"
     script.write_text(ZERO2_BF16)
     done = subprocess.run([sys.executable, str(script), str(root / "src")], capture_output=True, text=True,

@@ -49,6 +49,7 @@ def training_job_plan(rule_name, key, name, entry):
         return None
     world, gpu = gpu_setup(rule_name)
     stage, bucket = zero_setup(entry["train"])
+    bucket = min(bucket, student.parameters)  # as the job caps it (opd.train.updater.deepspeed_config)
     plan = training_plan(f"{rule_name} {name}", student, entry["train"], world=world, zero_stage=stage,
                          bucket_elems=bucket, teacher=teacher,
                          teacher_dtype=base_entry(entry["teacher"])["dtype"] if teacher else "bfloat16",

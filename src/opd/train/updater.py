@@ -26,10 +26,17 @@ from ..distributed import Dist, export_single_process_env
 from ..launch import builtin_deepspeed_configs, deepspeed_path
 
 
-def deepspeed_config(name: str, grad_clip: float, precision: str = "fp32") -> dict:
+# DeepSpeed's own bucket sizes where a config leaves them out
+DEEPSPEED_BUCKETS = {"reduce_bucket_size": 500_000_000, "allgather_bucket_size": 500_000_000}
+
+
+def deepspeed_config(name: str, grad_clip: float, precision: str = "fp32", parameters: int | None = None) -> dict:
     """``zero1``/``zero2`` (config/deepspeed/<name>.json) or a JSON file, with the fields
     this loop owns filled in. bf16 is DeepSpeed's own mixed precision: bf16 weights on
-    every rank, the fp32 master weights in each rank's optimizer partition."""
+    every rank, the fp32 master weights in each rank's optimizer partition. ``parameters``
+    (the trained ones) caps ZeRO's buckets: a bucket never holds more than the whole model,
+    yet DeepSpeed allocates all of it (on a CPU, 2e8 elements cost a tiny model's two ranks
+    millions of page faults a run); a 1.5B model keeps the file's 2e8."""
     path = deepspeed_path(name)
     if not path.exists():
         raise FileNotFoundError(f"DeepSpeed config {name!r}: no file {path} (built in: {builtin_deepspeed_configs()})")
@@ -42,6 +49,10 @@ def deepspeed_config(name: str, grad_clip: float, precision: str = "fp32") -> di
                 "gradient_clipping", "optimizer", "scheduler"):
         if key in cfg:
             raise ValueError(f"{path}: {key!r} is set by the training settings; remove it from the DeepSpeed config")
+    zero = cfg.get("zero_optimization")
+    if parameters and zero and stage >= 1:
+        for key, default in DEEPSPEED_BUCKETS.items():
+            zero[key] = min(int(zero.get(key, default)), parameters)
     if precision == "bf16":
         cfg["bf16"] = {"enabled": True}
         # as the paper: gradients summed over micro-batches and reduce-scattered over ranks in
@@ -100,8 +111,9 @@ class Updater:
 
             if dist.world == 1:
                 export_single_process_env()  # one GPU, started by `python`: no torchrun variables
+            trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
             self.engine, *_ = ds.initialize(model=model, optimizer=optimizer,
-                                            config=deepspeed_config(deepspeed, grad_clip, precision))
+                                            config=deepspeed_config(deepspeed, grad_clip, precision, trained))
 
     @property
     def sharded(self) -> bool:
