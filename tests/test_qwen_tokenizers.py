@@ -130,3 +130,32 @@ def test_a_tiny_model_trains_on_the_prompts_its_mode_renders(qwen3_tokenizer):
         ids, _, labels = make_batch(qwen3_tokenizer, ToyRecipe(batch_size=3), random.Random(0), chat)
         prompt_tokens = ids.masked_fill(labels != -100, -1)  # the prompts' positions (and padding)
         assert int((prompt_tokens == think).sum()) == blocks
+
+
+@pytest.mark.parametrize("architecture, tied", [("qwen3", True), ("qwen2", False)])
+def test_the_response_only_head_gives_the_causal_lm_loss_and_gradients(qwen3_tokenizer, architecture, tied):
+    """A tiny model trains with the head at the labelled positions only: the same loss and
+    gradients as the model's own causal-LM loss over every position."""
+    import random
+
+    import torch
+
+    from opd.tiny import tiny_config
+    from opd.toy.pretrain import ToyRecipe, make_batch, response_loss
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config(
+        TinyRecipe(architecture=architecture, tie_word_embeddings=tied), qwen3_tokenizer))
+    ids, mask, labels = make_batch(qwen3_tokenizer, ToyRecipe(batch_size=4), random.Random(0))
+    assert (labels == -100).float().mean() > 0.3  # prompts and padding: positions the head skips
+    losses, grads = [], []
+    for loss_of in (lambda: model(input_ids=ids, attention_mask=mask, labels=labels).loss,
+                    lambda: response_loss(model, ids, mask, labels)):
+        model.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-7, msg=name)

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM
 from ..batching import pad_pairs
 from ..chat import DEFAULT, ChatFormat
 from ..data import render_prompt
-from ..models import save_model, toy_config
+from ..models import hidden_and_head, save_model, toy_config
 from ..progress import progress
 from .task import sample_problem, solution
 
@@ -59,6 +59,18 @@ def make_batch(tokenizer, recipe: ToyRecipe, rng: random.Random, chat: ChatForma
     return pad_pairs(prompts, responses, tokenizer.pad_token_id)
 
 
+def response_loss(model, ids, mask, labels):
+    """The causal-LM loss (mean cross-entropy over the labelled tokens) with the LM head
+    applied at the labelled positions only: over a real Qwen vocabulary (152K rows) the head
+    at every prompt position is most of a tiny model's step."""
+    trunk, head = hidden_and_head(model)
+    hidden = trunk(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = hidden[:, :-1][keep] @ head.T
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warmup, then cosine decay to zero."""
     if step < warmup:
@@ -86,7 +98,9 @@ def pretrain(tokenizer, recipe: ToyRecipe, out_dir: str | Path, show_progress: b
     with open(out_dir / "train_log.jsonl", "w") as log:
         for step in progress(range(recipe.steps), desc="pretrain", disable=not show_progress):
             ids, mask, labels = make_batch(tokenizer, recipe, rng, chat)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            # the toy models (no model_config) keep the forward their recorded figures came from
+            loss = (response_loss(model, ids, mask, labels) if model_config is not None
+                    else model(input_ids=ids, attention_mask=mask, labels=labels).loss)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
