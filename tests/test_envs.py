@@ -2,6 +2,7 @@
 (with vLLM: one transformers and one numpy for the project and vLLM alike)."""
 
 import ast
+import functools
 import re
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import tomllib
 import pytest
 import yaml
 from workflow_utils import ROOT
+
+# one worker: the env files are resolved once for the module
+pytestmark = pytest.mark.xdist_group("envs")
 
 
 def pins(requirements) -> dict[str, str]:
@@ -86,11 +90,22 @@ def test_pyproject_resolves_with_the_gpu_stack(extras, tmp_path):
         assert "vllm==0.32.0" in lock and f"transformers=={project_pins()['transformers']}" in lock
 
 
+@pytest.fixture(scope="module")
+def env_resolutions(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, str]]:
+    """uv's resolution of each env file, once for the module: (the run, its lock file)."""
+    out = {}
+    for path in sorted((ROOT / "envs").glob("*.yaml")):
+        tmp = tmp_path_factory.mktemp(path.stem)
+        reqs = tmp / "requirements.txt"
+        reqs.write_text("\n".join(env_requirements(path)) + "\n")
+        done = resolve([str(reqs)], tmp)
+        out[path.name] = (done, (tmp / "lock.txt").read_text() if done.returncode == 0 else "")
+    return out
+
+
 @pytest.mark.parametrize("env", ["analysis", "rollout", "train"])
-def test_every_env_file_resolves(env, tmp_path):
-    reqs = tmp_path / "requirements.txt"
-    reqs.write_text("\n".join(env_requirements(ROOT / "envs" / f"{env}.yaml")) + "\n")
-    done = resolve([str(reqs)], tmp_path)
+def test_every_env_file_resolves(env, env_resolutions):
+    done, _ = env_resolutions[f"{env}.yaml"]
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -180,28 +195,30 @@ def third_party_imports(path, seen=None) -> set[str]:
     return found
 
 
-def distribution_of(module: str) -> str:
+@functools.cache
+def installed_modules() -> dict[str, list[str]]:
+    """Import name -> distributions, read once (each read walks every installed package)."""
     from importlib.metadata import packages_distributions
 
+    return packages_distributions()
+
+
+def distribution_of(module: str) -> str:
     if module in KNOWN_DISTRIBUTIONS:
         return KNOWN_DISTRIBUTIONS[module]
-    dists = packages_distributions().get(module)
+    dists = installed_modules().get(module)
     assert dists, f"no installed distribution provides the module {module!r}"
     return dists[0].lower().replace("_", "-")
 
 
 @pytest.fixture(scope="module")
-def env_closures(tmp_path_factory) -> dict[str, set[str]]:
+def env_closures(env_resolutions) -> dict[str, set[str]]:
     """Every package each env file installs, its dependencies included (uv's resolution)."""
     out = {}
-    for path in sorted((ROOT / "envs").glob("*.yaml")):
-        tmp = tmp_path_factory.mktemp(path.stem)
-        reqs = tmp / "requirements.txt"
-        reqs.write_text("\n".join(env_requirements(path)) + "\n")
-        done = resolve([str(reqs)], tmp)
+    for name, (done, lock) in env_resolutions.items():
         assert done.returncode == 0, done.stderr[-3000:]
-        out[path.name] = {m.group(1).lower().replace("_", "-")
-                          for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", (tmp / "lock.txt").read_text(), re.M)}
+        out[name] = {m.group(1).lower().replace("_", "-")
+                     for m in re.finditer(r"^([A-Za-z0-9_.-]+)==", lock, re.M)}
     return out
 
 
