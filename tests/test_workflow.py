@@ -78,9 +78,9 @@ def test_editing_one_benchmarks_sampling_reruns_only_its_evaluations(study, tmp_
     run = snakemake(workdir, "--configfile", str(edited), "-n")
     assert run.returncode == 0, run.stderr[-3000:]
     counts = job_counts(run.stdout + run.stderr)
-    # student, teacher, the SFT model, the experiment and the sweep's three points (two seeds
+    # student, teacher, the SFT model, the experiment and the sweep's two points (two seeds
     # each) are evaluated on "hard"; nothing retrains
-    assert counts == {"eval_model": 10, "sweep_point": 3, "sweep_table": 1, "probe_teachers": 1, "tables": 1,
+    assert counts == {"eval_model": 8, "sweep_point": 2, "sweep_table": 1, "probe_teachers": 1, "tables": 1,
                       "all": 1}, counts
     log = run.stdout + run.stderr
     assert "output: results/eval/student/hard.json" in log
@@ -90,14 +90,14 @@ def test_editing_one_benchmarks_sampling_reruns_only_its_evaluations(study, tmp_
 def test_sweep_points_are_experiments_with_a_table(study):
     workdir, _ = study
     table = (workdir / "results/sweeps/k/table.md").read_text()
-    for point in ("k-1", "k-2", "sampled"):
+    for point in ("k-2", "sampled"):
         assert f"| {point} |" in table
         log = (workdir / f"results/opd/k.{point}/train_log.jsonl").read_text().splitlines()
         assert len(log) == 3
     assert "objective.kind=sampled" in table
     assert "\\begin{tabular}" in (workdir / "results/sweeps/k/table.tex").read_text()
     summary = json.loads((workdir / "results/summary.json").read_text())
-    assert {"k.k-1", "k.k-2", "k.sampled", "k.k-1.seed1", "k.sampled.seed1"} <= set(summary["experiments"])
+    assert {"k.k-2", "k.sampled", "k.k-2.seed1", "k.sampled.seed1"} <= set(summary["experiments"])
 
 
 def test_seeds_run_separately_and_report_their_spread(study):
@@ -139,7 +139,7 @@ def test_probe_ranks_teachers_and_figures_are_drawn(study):
     assert set(summary["sweeps"]) == {"k"} and set(summary["probes"]) == {"teachers"}
     assert set(summary["continuations"]) == {"cont"} and "rollout_auroc" in summary["analyses"]
     auroc = json.loads((workdir / "results/analysis/rollout_auroc.json").read_text())
-    assert set(auroc) == {"distilled", "k.k-1", "k.k-2", "k.sampled", "k.k-1.seed1", "k.k-2.seed1", "k.sampled.seed1"}
+    assert set(auroc) == {"distilled", "k.k-2", "k.sampled", "k.k-2.seed1", "k.sampled.seed1"}
     assert auroc["distilled"]["rollouts"] == 2 * 2 * 2  # steps x prompts x n
     for group in ("section_none", "sweep_k"):
         assert (workdir / f"results/figures/{group}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -173,7 +173,7 @@ def test_editing_one_sweep_point_reruns_only_that_point(study, tmp_path, edit):
     workdir, config = study
     config = json.loads(json.dumps(config))
     if edit == "grid_value":
-        config["sweeps"]["k"]["grid"]["objective.k"] = [1, 3]  # k-2 leaves, k-3 arrives
+        config["sweeps"]["k"]["grid"]["objective.k"] = [3]  # k-2 leaves, k-3 arrives
     else:
         config["sweeps"]["k"]["points"]["sampled"] = {"objective.kind": "full"}
     run = snakemake(workdir, "--configfile", str(write_config(tmp_path / "edited.yaml", config)), "-n")

@@ -88,12 +88,12 @@ def tiny_config() -> dict:
                                 "num_prompts": 4, "max_new_tokens": 16, "k": 4}},
         "continuations": {"cont": {"student": "student", "teacher": "teacher", "benchmark": "hard",
                                    "prefix_tokens": [0, 4], "num_problems": 4, "n": 1, "max_new_tokens": 24}},
-        # an ablation: two grid points and one named point, each a small OPD run from "distilled",
-        # each with two seeds
-        "sweeps": {"k": {"base": "distilled", "grid": {"objective.k": [1, 2]}, "seeds": [0, 1],
+        # an ablation: a grid point and a named point, each a small OPD run from "distilled", each
+        # with two seeds
+        "sweeps": {"k": {"base": "distilled", "grid": {"objective.k": [2]}, "seeds": [0, 1],
                          "points": {"sampled": {"objective.kind": "sampled"}}}},
         # findings judged on the run: the sweep's points have two seeds each, "distilled" one
-        "findings": {"sampled_token": {"sampled": "k.sampled", "topk": ["k.k-2"], "top1": "k.k-1"},
+        "findings": {"sampled_token": {"sampled": "k.sampled", "topk": ["k.k-2"]},
                      "thinking_pattern": {"works": "k.sampled", "fails": "distilled"},
                      "long_horizon": {"continuation": "cont"},
                      "reward_auroc": {"runs": ["k.sampled"]}},
