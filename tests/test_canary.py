@@ -2,6 +2,10 @@
 measured memory and speed beside the plan (opd.canary, workflow/rules/canary.smk)."""
 
 import json
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +33,23 @@ def test_the_papers_canary_runs_each_shape_once(tmp_path):
     # 1.7B <- 4B, 1.5B <- 7B, 1.5B <- 1.5B, 7B <- 7B, 7B <- 14B, and 5 more response lengths
     assert [counts[f"canary_{kind}"] for kind in ("opd", "sft", "rollouts", "eval")] == [10, 1, 1, 5]
     assert "opd_train" not in counts and "eval_model" not in counts  # nothing of the study itself
+
+
+def test_the_rehearsals_canary_is_the_papers_shapes_in_small(tmp_path):
+    """config/rehearsal.yaml's canary, from the dry run's manifest: a cold-started student has
+    its base's shape, so s5.1 rides on s3.1's OPD job; the R1-Distill pair is a shape of its own;
+    and the canary's GPU jobs ask the cluster for what the study's do."""
+    subprocess.run([sys.executable, str(ROOT / "scripts/make_hub_mirrors.py")], cwd=tmp_path, check=True)
+    run = snakemake(tmp_path, "-n", "-p", "canary", "--configfile", str(ROOT / "config/rehearsal.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout + run.stderr
+    counts = job_counts(out)
+    assert [counts[f"canary_{kind}"] for kind in ("opd", "sft", "rollouts", "eval")] == [2, 1, 1, 3]
+    manifest = json.loads(shlex.split(re.search(r"--manifest ('[^']*'|\\S+) --table", out).group(1))[0])
+    assert list(manifest["opd s3.1_nonthinking_teacher"]["members"]) == ["s3.1_nonthinking_teacher",
+                                                                        "s5.1_coldstart_opd"]
+    assert list(manifest["opd s3.3_reverse_to_larger"]["members"]) == ["s3.3_reverse_to_larger"]
+    assert {j["gpus"] for j in manifest.values() if j["kind"] in ("opd", "sft")} == {2}
 
 
 def test_a_training_canarys_figures_time_the_steps_after_the_first_and_project_the_study():
@@ -84,8 +105,7 @@ def test_the_canary_of_the_toy_study_tables_every_shape(study):
     assert {"opd distilled", "sft cold", "teacher_rollouts cold"} <= set(jobs)
     opd = jobs["opd distilled"]
     # one shape: the sweep's points and seeds change only the objective and the seed
-    assert opd["members"] == ["distilled", "k.k-1", "k.k-1.seed1", "k.k-2", "k.k-2.seed1", "k.sampled",
-                              "k.sampled.seed1"]
+    assert opd["members"] == ["distilled", "k.k-2", "k.k-2.seed1", "k.sampled", "k.sampled.seed1"]
     assert opd["memory_source"] == "host_rss" and opd["seconds_per_step"] > 0 and opd["gpu_hours"] > 0
     assert {"after_startup", "after_update"} <= set(opd["memory_gib"])
     assert jobs["sft cold"]["seconds_per_step"] > 0

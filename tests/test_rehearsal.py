@@ -20,9 +20,9 @@ from workflow_utils import PROMPT_POLLING, ROOT, job_counts, snakemake
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 
 SAMPLING_RULES = ("eval_model", "teacher_rollouts")
-# every GPU rule of the study and of its canary, and the GPUs each job asks for
+# every GPU rule of the study, and the GPUs each job asks for
 GPUS = {"eval_model": 1, "teacher_rollouts": 1, "probe_teachers": 1, "teacher_continuation": 1, "opd_train": 2,
-        "sft": 2, "canary_eval": 1, "canary_rollouts": 1, "canary_opd": 2, "canary_sft": 2}
+        "sft": 2}
 TRAINING_RULES = ("opd_train", "sft")
 ONE_GPU_RULES = ("probe_teachers", "teacher_continuation")
 
@@ -39,17 +39,17 @@ def rehearsal(cluster, tmp_path_factory):
                    capture_output=True)
     args = ["--profile", "slurm", "--configfile", str(ROOT / "config/rehearsal.yaml"),
             "--workflow-profile", str(ROOT / "tests/slurm/profile")]
-    # the study and its canary in one invocation: the canary's jobs fill the node's idle cores
-    run = snakemake(workdir, *args, "all", "canary", timeout=2400, entry=PROMPT_POLLING)
+    run = snakemake(workdir, *args, timeout=2400, entry=PROMPT_POLLING)
     assert run.returncode == 0, (run.stdout + run.stderr)[-6000:]
     return workdir, run.stdout + run.stderr, args
 
 
 def test_every_job_went_through_sbatch_with_its_partition_gpus_and_flags(rehearsal):
-    """Each job of the study and its canary one sbatch submission, COMPLETED in sacct: GPU
+    """Each job of the study one sbatch submission, COMPLETED in sacct, never retried: GPU
     jobs on the `gpu` partition with their GPUs, on one node and requeue-able; the others on
     `cpu` without GPUs; the tables and figures beside Snakemake (local rules)."""
     _, output, _ = rehearsal
+    assert "Trying to restart" not in output
     ids = slurm_job_ids(output)
     records = sacct(ids)
     assert records and len(records) == len(ids) and all(r["State"] == "COMPLETED" for r in records), records
@@ -101,30 +101,6 @@ def test_results_have_the_papers_shapes(rehearsal):
 
 def test_a_second_invocation_has_nothing_to_do(rehearsal):
     workdir, _, args = rehearsal
-    again = snakemake(workdir, *args, "-n", "all", "canary")
+    again = snakemake(workdir, *args, "-n")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Nothing to be done" in again.stdout + again.stderr, job_counts(again.stdout + again.stderr)
-
-
-def test_the_canary_runs_each_job_shape_on_the_cluster_once_and_tables_it(rehearsal):
-    """The `canary` target on the rehearsal's shapes: one job per shape (two OPD shapes on two
-    ranks, the SFT, the teacher rollouts, three evaluation shapes), each COMPLETED in sacct,
-    never retried; the table sets memory and speeds beside the plans."""
-    workdir, output, _ = rehearsal
-    assert "Trying to restart" not in output
-    records = [r for r in sacct(slurm_job_ids(output)) if r["rule"].startswith("canary")]
-    assert sorted(r["rule"] for r in records) == sorted(["canary_opd"] * 2 + ["canary_sft", "canary_rollouts"]
-                                                        + ["canary_eval"] * 3)
-    assert all(r["State"] == "COMPLETED" for r in records), records
-    for r in records:
-        if r["rule"] in ("canary_opd", "canary_sft"):
-            assert "gres/gpu=2" in r["AllocTRES"], r
-    summary = json.loads((workdir / "results/canary/summary.json").read_text())
-    opd = [j for j in summary["jobs"] if j["job"].startswith("opd ")]
-    assert {j["job"] for j in opd} == {"opd s3.1_nonthinking_teacher", "opd s3.3_reverse_to_larger"}
-    first = next(j for j in opd if j["job"] == "opd s3.1_nonthinking_teacher")
-    assert first["members"] == ["s3.1_nonthinking_teacher", "s5.1_coldstart_opd"]
-    for j in opd:
-        assert {"after_startup", "after_wake", "after_sampling", "after_sleep", "after_update"} <= set(j["memory_gib"])
-        assert j["seconds_per_step"] > 0 and j["time_wake"] >= j["time_weight_sync"] > 0 and j["time_validation"] > 0
-    assert (workdir / "results/canary/table.md").read_text().count("| opd ") == 2

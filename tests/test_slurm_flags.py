@@ -28,9 +28,9 @@ def _value(text: str):
     return int(text) if re.fullmatch(r"-?\d+", text) else text
 
 
-def dry_run_jobs(workdir, configfile) -> list[dict]:
+def dry_run_jobs(workdir, configfile, *targets: str) -> list[dict]:
     """Every job of a dry run: its rule, resources and printed block (with the shell command)."""
-    run = snakemake(workdir, "--configfile", str(configfile), "-n", "--printshellcmds")
+    run = snakemake(workdir, "--configfile", str(configfile), "-n", "--printshellcmds", *targets)
     assert run.returncode == 0, run.stderr[-3000:]
     jobs = []
     for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", run.stdout + run.stderr):
@@ -138,6 +138,24 @@ def test_every_gpu_rule_gets_what_the_config_asked_for(paper_jobs):
         assert flag(flags, "-p") == (["gpu"] if expected else ["cpu"])
         for name in ("--gpus", "--gres", "--nodes", "--ntasks", "-t", "--mem", "--cpus-per-task", "--signal"):
             assert len(flag(flags, name)) <= 1, (name, flags)  # no flag given twice
+
+
+def test_the_canarys_jobs_ask_for_what_the_studys_do(tmp_path):
+    """paper.yaml's canary: each job shape on the resources of the study's rule it stands for."""
+    jobs = dry_run_jobs(tmp_path, ROOT / "config/paper.yaml", "canary")
+    stands_for = {"canary_opd": "opd_train", "canary_sft": "sft", "canary_rollouts": "teacher_rollouts",
+                  "canary_eval": "eval_model"}
+    assert {j["rule"] for j in jobs} >= set(stands_for)
+    gpus = {"opd_train": "8", "sft": "8", "teacher_rollouts": "8", "eval_model": "1"}
+    for job in jobs:
+        if job["rule"] not in stands_for:
+            continue
+        flags = sbatch_flags(job)
+        assert flag(flags, "--gpus") or flag(flags, "--gres"), (job["rule"], flags)
+        got = flag(flags, "--gpus") or [g.split(":")[-1] for g in flag(flags, "--gres")]
+        assert got == [gpus[stands_for[job["rule"]]]] and flag(flags, "-p") == ["gpu"], (job["rule"], flags)
+        if job["rule"] != "canary_sft":
+            assert flag(flags, "--nodes") == ["1"], (job["rule"], flags)
 
 
 def test_toy_config_asks_for_no_gpus(tmp_path):
