@@ -257,7 +257,8 @@ def test_a_run_the_study_lacks_is_no_error_since_its_finding_is_reported_not_run
 
 @pytest.mark.parametrize("study, addition", [("config.yaml", None), ("config.yaml", "recipes_5_2.yaml"),
                                              ("config.yaml", "ablation_topk.yaml"),
-                                             ("config.yaml", "subword_world.yaml"), ("paper.yaml", None),
+                                             ("config.yaml", "subword_world.yaml"),
+                                             ("config.yaml", "coldstart_format.yaml"), ("paper.yaml", None),
                                              ("rehearsal.yaml", None)])
 def test_every_run_the_shipped_configs_name_is_in_their_study(root, schema, study, addition):
     cfg = yaml.safe_load((root / "config" / study).read_text())

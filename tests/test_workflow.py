@@ -376,6 +376,16 @@ def test_the_subword_world_builds_its_models_around_its_own_tokenizer(tmp_path):
     assert len(opd) == 5 and all("results/models/teacher_subword" in c for c in opd)
 
 
+def test_the_format_cold_start_samples_the_teacher_on_the_students_digits_only(tmp_path):
+    run = snakemake(tmp_path, "-n", "-p", "results/eval/coldstart_format_then_opd/new_digits.json", "--configfile",
+                    str(ROOT / "config/config.yaml"), str(ROOT / "config/coldstart_format.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    (rollouts,) = shell_commands(run.stdout, "teacher_rollouts")
+    assert "results/data/prompts/coldstart_prompts.jsonl" in rollouts and "teacher_other_format" in rollouts
+    (opd,) = shell_commands(run.stdout, "opd_train")
+    assert "--student results/sft/student_coldstart_format/model" in opd
+
+
 def test_command_line_config_alone_edits_the_default_study(tmp_path):
     run = snakemake(tmp_path, "-n", "--config", "base_eval={'models': ['student'], 'benchmarks': ['shared']}")
     assert run.returncode == 0, run.stderr[-3000:]
